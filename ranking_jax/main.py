@@ -1,0 +1,54 @@
+"""Runs one experiment config.
+
+    python -m ranking_jax.main --config configs/x.py[:arg] --workdir DIR [--config.a.b=v ...]
+
+The config is locked and type-safe: a misspelled key fails with a did-you-mean message, a value of
+the wrong type with the field and both types. The resolved config is written to DIR/config.json.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import sys
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file (configs/x.py[:arg]).",
+                                          lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for config.json, checkpoints, logs and runs.")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def write_config(config, workdir: pathlib.Path) -> pathlib.Path:
+    """Writes the resolved config as JSON (FieldReferences evaluated)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    path = workdir / "config.json"
+    path.write_text(json.dumps(config.to_dict(), indent=2, sort_keys=True, default=repr) + "\n")
+    return path
+
+
+def main(argv) -> None:
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    config = _CONFIG.value
+    workdir = pathlib.Path(_WORKDIR.value)
+    write_config(config, workdir)
+    logging.info("resolved config written to %s", workdir / "config.json")
+    from ranking_jax import train  # heavy imports after flags parse
+    train.run(config, workdir)
+
+
+def _run() -> None:
+    # ml_collections reports a misspelled override as a bare AttributeError traceback; name it instead.
+    try:
+        app.run(main)
+    except AttributeError as e:
+        if "Did you mean" in str(e) or "does not exist" in str(e):
+            sys.exit(f"config error: {e.args[0]}")
+        raise
+
+
+if __name__ == "__main__":
+    _run()

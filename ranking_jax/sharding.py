@@ -1,0 +1,179 @@
+"""Mesh, logical-axis rules and derived shardings: the only module that names mesh axes.
+
+Models annotate parameters with *logical* axis names (``("embed", "mlp")``) through
+``nnx.with_partitioning`` and activations through :func:`constrain`; the rules of the config map
+logical names to mesh axes. The same config therefore runs on 1 CPU, 8 fake CPUs and a pod.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import threading
+from typing import Any, Iterator, Sequence
+
+import jax
+import numpy as np
+from flax import nnx
+from jax.sharding import AxisType, NamedSharding, PartitionSpec as P
+
+Rules = Sequence[tuple[str, Any]]
+
+# Logical axis -> mesh axis (None: replicated). Data parallelism on ``data``; Megatron-style tensor
+# parallelism on ``model`` (attention heads and MLP hidden units); vocabulary rows on ``model``.
+DEFAULT_RULES: tuple[tuple[str, Any], ...] = (
+    ("batch", "data"),
+    ("length", None),
+    ("embed", None),
+    ("heads", "model"),
+    ("kv", None),
+    ("mlp", "model"),
+    ("vocab", "model"),
+    ("kernels", None),
+)
+# FSDP: additionally shard the embedding dimension of every parameter over ``data``.
+FSDP_RULES: tuple[tuple[str, Any], ...] = tuple(
+    (name, "data") if name == "embed" else (name, axis) for name, axis in DEFAULT_RULES)
+
+_log = logging.getLogger(__name__)
+_context = threading.local()
+
+
+def make_mesh(spec: Sequence[Sequence[Any]], devices: Sequence[jax.Device] | None = None) -> jax.sharding.Mesh:
+    """Builds a mesh from ``[("data", -1), ("model", 2)]``; at most one size may be -1 (fills itself).
+
+    Axes are ``AxisType.Auto`` (GSPMD): ``jax.make_mesh`` defaults to Explicit, under which
+    ``nnx.Embed`` fails inside jit.
+    """
+    devices = list(devices if devices is not None else jax.devices())
+    try:
+        names = tuple(str(name) for name, _ in spec)
+        sizes = [int(size) for _, size in spec]
+    except (TypeError, ValueError):
+        raise ValueError(f"config.mesh must be a list of (axis_name, size) pairs, got {spec!r}") from None
+    if len(set(names)) != len(names):
+        raise ValueError(f"config.mesh repeats an axis name: {names}")
+    if sizes.count(-1) > 1:
+        raise ValueError(f"config.mesh may have at most one -1 size, got {spec!r}")
+    if any(s == 0 or s < -1 for s in sizes):
+        raise ValueError(f"config.mesh sizes must be positive or -1, got {spec!r}")
+    fixed = math.prod(s for s in sizes if s != -1)
+    if -1 in sizes:
+        if len(devices) % fixed:
+            raise ValueError(f"config.mesh {spec!r}: {len(devices)} devices are not divisible by the fixed "
+                             f"axes' product {fixed}")
+        sizes[sizes.index(-1)] = len(devices) // fixed
+    if math.prod(sizes) != len(devices):
+        raise ValueError(f"config.mesh {spec!r} needs {math.prod(sizes)} devices but {len(devices)} are "
+                         "available; use -1 for one axis to fill the rest")
+    return jax.make_mesh(tuple(sizes), names, axis_types=(AxisType.Auto,) * len(names), devices=devices)
+
+
+@contextlib.contextmanager
+def axis_rules(rules: Rules) -> Iterator[None]:
+    """Makes ``rules`` the logical-axis rules seen by :func:`constrain` in this thread."""
+    previous = getattr(_context, "rules", None)
+    _context.rules = tuple((str(k), v) for k, v in rules)
+    try:
+        yield
+    finally:
+        _context.rules = previous
+
+
+def current_rules() -> tuple[tuple[str, Any], ...] | None:
+    return getattr(_context, "rules", None)
+
+
+def logical_to_spec(names: Sequence[str | None] | None, rules: Rules, mesh: Any = None,
+                    shape: Sequence[int] | None = None) -> P:
+    """Maps logical axis names to a ``PartitionSpec``.
+
+    A logical name absent from ``rules`` is replicated. A mesh axis is used at most once per array
+    (later dimensions fall back to replication), and, when ``mesh`` and ``shape`` are given, a
+    dimension that the mesh axis does not divide is replicated (logged), never padded.
+    """
+    if not names:
+        return P()
+    table = dict(rules)
+    used: set[str] = set()
+    out = []
+    for i, name in enumerate(names):
+        axis = table.get(name) if name is not None else None
+        axes = () if axis is None else (axis,) if isinstance(axis, str) else tuple(axis)
+        axes = tuple(a for a in axes if a not in used and (mesh is None or a in mesh.axis_names))
+        if axes and mesh is not None and shape is not None:
+            size = math.prod(mesh.shape[a] for a in axes)
+            if shape[i] % size:
+                _log.info("dimension %d (%s, size %d) is not divisible by mesh axes %s (size %d); replicated",
+                          i, name, shape[i], axes, size)
+                axes = ()
+        used.update(axes)
+        out.append(None if not axes else axes[0] if len(axes) == 1 else axes)
+    while out and out[-1] is None:
+        out.pop()
+    return P(*out)
+
+
+def _logical_names(variable: nnx.Variable) -> tuple[str | None, ...] | None:
+    meta = variable.get_metadata()
+    return meta.get("out_sharding") or meta.get("sharding_names")
+
+
+def param_specs(state: Any, rules: Rules, mesh: Any = None) -> Any:
+    """PartitionSpecs for every leaf of an nnx ``State`` (concrete or abstract) from its logical names."""
+    def spec(x):
+        if isinstance(x, nnx.Variable):
+            return logical_to_spec(_logical_names(x), rules, mesh, getattr(x, "shape", None))
+        return P()
+    return jax.tree.map(spec, state, is_leaf=lambda x: isinstance(x, nnx.Variable))
+
+
+def param_shardings(state: Any, mesh: jax.sharding.Mesh, rules: Rules) -> Any:
+    """``NamedSharding``s derived from the logical names of an nnx ``State``; never written by hand."""
+    return jax.tree.map(lambda s: NamedSharding(mesh, s), param_specs(state, rules, mesh),
+                        is_leaf=lambda x: isinstance(x, P))
+
+
+def constrain(x: jax.Array, names: Sequence[str | None]) -> jax.Array:
+    """Sharding constraint on an activation by logical names; a no-op without a mesh and rules.
+
+    Models call this; they never see the mesh. Call sites run under ``jax.set_mesh(mesh)`` and
+    :func:`axis_rules`.
+    """
+    rules = current_rules()
+    mesh = jax.sharding.get_abstract_mesh()
+    if not rules or mesh is None or mesh.empty:
+        return x
+    return jax.lax.with_sharding_constraint(x, logical_to_spec(names, rules, mesh, x.shape))
+
+
+def batch_spec(ndim: int, rules: Rules = DEFAULT_RULES) -> P:
+    """The batch layout: leading dimension on the ``batch`` rule's mesh axes, the rest replicated."""
+    return logical_to_spec(("batch",) + (None,) * (ndim - 1), rules)
+
+
+def batch_sharding(mesh: jax.sharding.Mesh, ndim: int = 1, rules: Rules = DEFAULT_RULES) -> NamedSharding:
+    return NamedSharding(mesh, batch_spec(ndim, rules))
+
+
+def shard_batch(batch: Any, mesh: jax.sharding.Mesh, rules: Rules = DEFAULT_RULES) -> Any:
+    """Turns this process's slice of a batch (a pytree of numpy arrays) into global ``jax.Array``s.
+
+    With one process the slice is the whole batch; with several, each process passes its own rows
+    (``per-process`` input sharding) and the global batch is their concatenation in process order.
+    """
+    def put(x):
+        x = np.asarray(x)
+        sharding = batch_sharding(mesh, x.ndim, rules)
+        global_shape = (x.shape[0] * jax.process_count(),) + x.shape[1:]
+        return jax.make_array_from_process_local_data(sharding, x, global_shape)
+    return jax.tree.map(put, batch)
+
+
+def replicated(mesh: jax.sharding.Mesh) -> NamedSharding:
+    return NamedSharding(mesh, P())
+
+
+__all__ = ["make_mesh", "axis_rules", "logical_to_spec", "param_specs", "param_shardings", "constrain",
+           "batch_spec", "batch_sharding", "shard_batch", "replicated", "DEFAULT_RULES", "FSDP_RULES"]
