@@ -1,0 +1,90 @@
+"""Orbax checkpoints: asynchronous, keep-N, restored straight into the target shardings.
+
+Resume order (``resolve_start``): (1) the workdir's latest checkpoint, (2) ``config.resume`` (another
+run's checkpoint directory), (3) ``config.init`` (pretrained weights, loaded by the model builder),
+(4) from scratch. A checkpoint holds the train state and the data iterator's state, so a run killed
+at any moment (SIGKILL included) and restarted with the same command continues exactly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import pathlib
+from typing import Any
+
+import jax
+import orbax.checkpoint as ocp
+
+_log = logging.getLogger(__name__)
+
+
+def _abstract(tree: Any) -> Any:
+    """ShapeDtypeStructs carrying each leaf's concrete sharding (orbax cannot restore to an AbstractMesh)."""
+    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), tree)
+
+
+class Checkpointer:
+    """Saves ``{"state": train state, "data": iterator state, "meta": json}`` under ``directory``."""
+
+    def __init__(self, directory: str | pathlib.Path, *, max_to_keep: int = 2, async_save: bool = True):
+        self.directory = pathlib.Path(directory).absolute()
+        options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True,
+                                               cleanup_tmp_directories=True,
+                                               enable_async_checkpointing=async_save)
+        self._manager = ocp.CheckpointManager(self.directory, options=options)
+
+    def latest_step(self) -> int | None:
+        return self._manager.latest_step()
+
+    def save(self, step: int, state: Any, *, data_state: dict | None = None, meta: dict | None = None,
+             force: bool = False) -> bool:
+        args = ocp.args.Composite(state=ocp.args.StandardSave(state),
+                                  data=ocp.args.JsonSave(data_state or {}),
+                                  meta=ocp.args.JsonSave(meta or {}))
+        return self._manager.save(step, args=args, force=force)
+
+    def restore(self, target: Any, step: int | None = None) -> tuple[Any, dict, dict]:
+        """Restores into ``target``'s structure and shardings; returns (state, data_state, meta)."""
+        step = self._manager.latest_step() if step is None else step
+        if step is None:
+            raise FileNotFoundError(f"no finalized checkpoint in {self.directory}")
+        out = self._manager.restore(step, args=ocp.args.Composite(
+            state=ocp.args.StandardRestore(_abstract(target)), data=ocp.args.JsonRestore(),
+            meta=ocp.args.JsonRestore()))
+        return out["state"], dict(out["data"] or {}), dict(out["meta"] or {})
+
+    def wait(self) -> None:
+        self._manager.wait_until_finished()
+
+    def close(self) -> None:
+        self._manager.wait_until_finished()
+        self._manager.close()
+
+
+@dataclasses.dataclass(frozen=True)
+class Start:
+    """Where a run starts: ``source`` is 'workdir', 'resume', 'init' or 'scratch'."""
+    source: str
+    directory: pathlib.Path | None = None
+    step: int | None = None
+
+
+def resolve_start(workdir: str | pathlib.Path, *, resume: str = "", init: str = "") -> Start:
+    """The resume order: workdir checkpoint > ``resume`` checkpoint dir > ``init`` weights > scratch."""
+    own = pathlib.Path(workdir) / "checkpoints"
+    if own.is_dir():
+        step = ocp.CheckpointManager(own.absolute()).latest_step()
+        if step is not None:
+            return Start("workdir", own, step)
+    if resume:
+        path = pathlib.Path(resume)
+        path = path / "checkpoints" if (path / "checkpoints").is_dir() else path
+        step = ocp.CheckpointManager(path.absolute()).latest_step() if path.is_dir() else None
+        if step is None:
+            raise FileNotFoundError(f"config.resume={resume!r} holds no finalized checkpoint; point it at a "
+                                    "workdir or its checkpoints/ directory, or set it to ''")
+        return Start("resume", path, step)
+    if init:
+        return Start("init")
+    return Start("scratch")

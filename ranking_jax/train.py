@@ -1,0 +1,295 @@
+"""Train state, one jitted train step, and the train-and-evaluate loop.
+
+The step is one ``jax.jit`` with donated state and shardings derived from the model's logical axis
+names; model family, loss and optimizer (SAM/ASAM/TRAM through ``grad_fn``) all come from the config.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import logging
+import pathlib
+import time
+from typing import Any, Callable, Iterator, Mapping
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+from jax.sharding import NamedSharding
+
+from ranking_jax import checkpoint as ckpt_lib
+from ranking_jax import registry, sharding, writers
+
+_log = logging.getLogger(__name__)
+Batch = Mapping[str, Any]
+
+
+class DivergenceError(RuntimeError):
+    """A non-finite loss or gradient: the run stops; the last good checkpoint is kept."""
+
+
+# ------------------------------------------------------------------------------------------ state
+@dataclasses.dataclass
+class Model:
+    """An nnx model split at the jit boundary: ``graphdef`` is static, ``rest`` holds non-trainable state."""
+    graphdef: Any
+    rest: Any
+
+    def merge(self, params: Any) -> nnx.Module:
+        return nnx.merge(self.graphdef, params, self.rest)
+
+
+def split_model(model: nnx.Module) -> tuple[Model, Any]:
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+    return Model(graphdef, rest), params
+
+
+def init_state(params: Any, tx: optax.GradientTransformation, seed: int, mesh: jax.sharding.Mesh,
+               rules) -> dict:
+    """``{step, params, opt_state, rng}`` placed on the mesh; optimizer moments inherit parameter shardings.
+
+    ``tx.init`` runs eagerly on the already-sharded params (under ``jit`` it would lose the shardings);
+    leaves it leaves unsharded (scalars such as step counts) are replicated.
+    """
+    # Copy first: device_put may alias the caller's buffers, which the donated step would then delete.
+    params = jax.device_put(jax.tree.map(jnp.copy, params), sharding.param_shardings(params, mesh, rules))
+    state = {"step": jnp.zeros((), jnp.int32), "params": params, "opt_state": tx.init(params),
+             "rng": jax.random.key_data(jax.random.key(seed))}
+    replicated = sharding.replicated(mesh)
+    return jax.tree.map(lambda x: x if isinstance(getattr(x, "sharding", None), NamedSharding)
+                        and x.sharding.mesh == mesh else jax.device_put(x, replicated), state)
+
+
+def state_shardings(state: dict) -> Any:
+    return jax.tree.map(lambda x: x.sharding, state)
+
+
+# ------------------------------------------------------------------------------------------- step
+def make_loss_fn(model: Model, loss: Callable, *, loss_inputs: Mapping[str, str] = ()) -> Callable:
+    """``loss_fn(params, batch, rng) -> scalar``: model scores ``[B, L]``, then the configured loss.
+
+    ``loss_inputs`` maps extra loss keyword arguments to batch keys (e.g. teacher scores).
+    """
+    loss_inputs = dict(loss_inputs)
+
+    def loss_fn(params, batch, rng):
+        scores = model.merge(params)(batch, deterministic=False, rngs=nnx.Rngs(dropout=rng))
+        extra = {name: batch[key] for name, key in loss_inputs.items()}
+        return loss(scores.astype(jnp.float32), batch["labels"], where=batch["mask"], **extra)
+
+    return loss_fn
+
+
+def accumulated_value_and_grad(loss_fn: Callable, accum_steps: int) -> Callable:
+    """Mean loss and gradient over ``accum_steps`` equal micro-batches (a ``lax.scan``)."""
+    grad_fn = jax.value_and_grad(loss_fn)
+    if accum_steps == 1:
+        return grad_fn
+
+    def value_and_grad(params, batch, rng):
+        def split(x):
+            if x.shape[0] % accum_steps:
+                raise ValueError(f"batch size {x.shape[0]} is not divisible by config.train.accum_steps="
+                                 f"{accum_steps}")
+            return x.reshape((accum_steps, x.shape[0] // accum_steps) + x.shape[1:])
+
+        micro = jax.tree.map(split, batch)
+
+        def body(carry, xs):
+            i, mb = xs
+            value, grads = grad_fn(params, mb, jax.random.fold_in(rng, i))
+            return jax.tree.map(jnp.add, carry, (value, grads)), None
+
+        zero = (jnp.zeros((), jnp.float32), jax.tree.map(jnp.zeros_like, params))
+        (value, grads), _ = jax.lax.scan(body, zero, (jnp.arange(accum_steps), micro))
+        return jax.tree.map(lambda x: x / accum_steps, (value, grads))
+
+    return value_and_grad
+
+
+def make_train_step(loss_fn: Callable, tx: optax.GradientTransformation, *, accum_steps: int = 1,
+                    shardings: Any = None, batch_sharding: Any = None, extra_args: Callable | None = None):
+    """One jitted step ``(state, batch) -> (state, metrics)`` with donated state.
+
+    SAM/ASAM/TRAM receive ``grad_fn`` (the gradient at other parameters on the same batch and dropout
+    key), so one ``tx.update`` is one optimizer step. A non-finite loss or gradient leaves the state
+    unchanged (selected with ``jnp.where``) and reports ``finite=False``; the loop then stops.
+    """
+    tx = optax.with_extra_args_support(tx)
+    value_and_grad = accumulated_value_and_grad(loss_fn, accum_steps)
+
+    def step(state, batch):
+        rng = jax.random.fold_in(jax.random.wrap_key_data(state["rng"]), state["step"])
+        params = state["params"]
+        loss, grads = value_and_grad(params, batch, rng)
+        kwargs = dict(grad_fn=lambda p: value_and_grad(p, batch, rng)[1])
+        if extra_args is not None:
+            kwargs.update(extra_args(params, batch, rng))
+        updates, opt_state = tx.update(grads, state["opt_state"], params, **kwargs)
+        new_params = optax.apply_updates(params, updates)
+        grad_norm = optax.tree.norm(grads)
+        finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm) & jnp.isfinite(optax.tree.norm(updates))
+        keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, old)
+        new_state = {"step": state["step"] + finite.astype(jnp.int32), "params": keep(new_params, params),
+                     "opt_state": keep(opt_state, state["opt_state"]), "rng": state["rng"]}
+        metrics = {"loss": loss, "grad_norm": grad_norm, "param_norm": optax.tree.norm(params),
+                   "finite": finite}
+        return new_state, metrics
+
+    in_shardings = None if shardings is None else (shardings, batch_sharding)
+    out_shardings = None if shardings is None else (shardings, None)
+    return jax.jit(step, donate_argnums=(0,), in_shardings=in_shardings, out_shardings=out_shardings)
+
+
+# ------------------------------------------------------------------------------------------- loop
+@dataclasses.dataclass
+class EarlyStopping:
+    """Stops when ``metric`` has not improved for ``patience`` evaluations (0 disables)."""
+    metric: str = ""
+    patience: int = 0
+    mode: str = "max"
+    best: float | None = None
+    best_step: int | None = None
+    bad_evals: int = 0
+
+    def update(self, step: int, metrics: Mapping[str, float]) -> bool:
+        """Returns True when ``metrics`` is a new best."""
+        if not self.metric:
+            return False
+        if self.metric not in metrics:
+            raise KeyError(f"config.early_stopping.metric={self.metric!r} is not among the evaluation "
+                           f"metrics {sorted(metrics)}")
+        value = float(metrics[self.metric])
+        better = self.best is None or (value > self.best if self.mode == "max" else value < self.best)
+        if better:
+            self.best, self.best_step, self.bad_evals = value, step, 0
+        else:
+            self.bad_evals += 1
+        return better
+
+    @property
+    def should_stop(self) -> bool:
+        return bool(self.patience) and self.bad_evals >= self.patience
+
+
+def _device_batch(batch: Batch, mesh, rules) -> dict:
+    return sharding.shard_batch(dict(batch), mesh, rules)
+
+
+def train_and_evaluate(*, workdir: str | pathlib.Path, model: Model, params: Any, tx: optax.GradientTransformation,
+                       loss_fn: Callable, train_data: Any, mesh: jax.sharding.Mesh, rules, num_steps: int,
+                       seed: int = 0, accum_steps: int = 1, log_every: int = 10, eval_every: int = 0,
+                       checkpoint_every: int = 0, keep_checkpoints: int = 2, evaluators: Mapping[str, Callable] = (),
+                       early_stopping: EarlyStopping | None = None, resume: str = "", lr_fn: Callable | None = None,
+                       extra_args: Callable | None = None, progress: bool = True,
+                       on_step: Callable[[int], None] | None = None) -> dict:
+    """Trains for ``num_steps`` steps, evaluating, checkpointing and logging; returns the final summary.
+
+    ``train_data`` is an iterator of host batches with ``get_state()``/``set_state()``; ``evaluators``
+    map a name to ``evaluator(model_module) -> {metric: value}``.
+    """
+    from tqdm import tqdm
+
+    workdir = pathlib.Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    state = init_state(params, tx, seed, mesh, rules)
+    shardings = state_shardings(state)
+    batch_sharding = None  # batches arrive as global arrays already laid out by shard_batch
+    step_fn = make_train_step(loss_fn, tx, accum_steps=accum_steps, shardings=shardings,
+                              batch_sharding=batch_sharding, extra_args=extra_args)
+    checkpointer = ckpt_lib.Checkpointer(workdir / "checkpoints", max_to_keep=keep_checkpoints)
+    best_checkpointer = ckpt_lib.Checkpointer(workdir / "best", max_to_keep=1, async_save=False) \
+        if early_stopping and early_stopping.metric else None
+    writer = writers.MetricWriter(workdir)
+    early_stopping = early_stopping or EarlyStopping()
+
+    start = ckpt_lib.resolve_start(workdir, resume=resume)
+    if start.source in ("workdir", "resume"):
+        source = checkpointer if start.source == "workdir" else ckpt_lib.Checkpointer(start.directory)
+        state, data_state, meta = source.restore(state, start.step)
+        if start.source == "workdir":
+            train_data.set_state(data_state)
+            for k in ("best", "best_step", "bad_evals"):
+                setattr(early_stopping, k, meta.get("early_stopping", {}).get(k, getattr(early_stopping, k)))
+            writer.truncate_after(int(state["step"]))
+        _log.info("resumed from %s step %d (%s)", start.directory, int(state["step"]), start.source)
+    first_step = int(state["step"])
+    last_good = checkpointer.latest_step()
+
+    def evaluate(step):
+        module = model.merge(state["params"])
+        results = {}
+        for name, evaluator in dict(evaluators).items():
+            for k, v in evaluator(module).items():
+                results[f"{name}/{k}"] = v
+        writer.write(step, results, split="eval")
+        return results
+
+    def save(step, force=False):
+        meta = {"early_stopping": {"best": early_stopping.best, "best_step": early_stopping.best_step,
+                                   "bad_evals": early_stopping.bad_evals}}
+        checkpointer.save(step, state, data_state=train_data.get_state(), meta=meta, force=force)
+
+    summary: dict[str, Any] = {"start": start.source, "first_step": first_step}
+    if first_step == 0 and evaluators:
+        summary["eval_before"] = evaluate(0)
+    bar = tqdm(total=num_steps, initial=first_step, disable=not progress, dynamic_ncols=True, desc="train")
+    t_log, examples = time.perf_counter(), 0
+    step = first_step
+    stopped_early = False
+    while step < num_steps:
+        host_batch = next(train_data)
+        batch = _device_batch(host_batch, mesh, rules)
+        state, metrics = step_fn(state, batch)
+        if not bool(metrics["finite"]):
+            checkpointer.wait()
+            raise DivergenceError(
+                f"non-finite loss or gradient at step {step + 1} (loss={float(metrics['loss'])}, "
+                f"grad_norm={float(metrics['grad_norm'])}); the update was not applied. Last good checkpoint: "
+                f"{checkpointer.directory / str(last_good) if last_good is not None else 'none saved yet'}. "
+                "Lower the learning rate, enable clipping (config.optimizer.clip_norm) or check the data.")
+        step += 1
+        examples += int(np.asarray(host_batch["labels"]).shape[0]) * jax.process_count()
+        bar.update(1)
+        if on_step is not None:
+            on_step(step)
+        if step % log_every == 0 or step == num_steps:
+            dt = time.perf_counter() - t_log
+            scalars = {k: float(v) for k, v in metrics.items() if k != "finite"}
+            scalars["examples_per_s"] = examples / max(dt, 1e-9)
+            if lr_fn is not None:
+                scalars["learning_rate"] = float(lr_fn(step - 1))
+            writer.write(step, scalars)
+            bar.set_postfix(loss=f"{scalars['loss']:.4f}")
+            t_log, examples = time.perf_counter(), 0
+        if eval_every and evaluators and (step % eval_every == 0 or step == num_steps):
+            results = evaluate(step)
+            if early_stopping.update(step, results) and best_checkpointer is not None:
+                best_checkpointer.save(step, {"params": state["params"]}, force=True)
+            stopped_early = early_stopping.should_stop
+        if checkpoint_every and (step % checkpoint_every == 0 or step == num_steps or stopped_early):
+            save(step, force=True)
+            last_good = step
+        if stopped_early:
+            _log.info("early stopping at step %d: %s did not improve for %d evaluations (best %.4f at %d)",
+                      step, early_stopping.metric, early_stopping.patience, early_stopping.best,
+                      early_stopping.best_step)
+            break
+    bar.close()
+    checkpointer.close()
+    summary.update(final_step=step, stopped_early=stopped_early)
+    if best_checkpointer is not None and early_stopping.best_step is not None:
+        restored, _, _ = best_checkpointer.restore({"params": state["params"]})
+        state = dict(state, params=restored["params"])
+        summary.update(best_step=early_stopping.best_step, best=early_stopping.best)
+        best_checkpointer.close()
+    if evaluators:
+        summary["eval_after"] = evaluate(step)
+    writer.close()
+    writers.plot_curves(writer.rows(), workdir / "curves.png")
+    summary["params"] = state["params"]
+    return summary
