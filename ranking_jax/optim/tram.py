@@ -1,0 +1,122 @@
+"""TRAM, Trust Region Aware Minimization (Sherborne, Saphra, Dasigi, Peng; ICLR 2024, arXiv 2310.03646).
+
+ASAM whose radius ρ is replaced by a trust-region distance ``d`` measured in function space (Eq. 7)::
+
+    ε = d · T² ∇L(θ_t) / ‖T ∇L(θ_t)‖₂,   T = |θ_t| + η,   θ_{t+1} = base_update(∇L(θ_t + ε))
+    d = E_x KL(p(·|x; target) ‖ p(·|x; θ_t))        (not differentiated)
+
+Targets (paper Table 2): ``"prev"`` — the previous step's params θ_{t−1} (Eq. 4; d = 0 on the first
+step), ``"init"`` — the params at ``init`` (the pre-trained model θ₀), ``"noise"`` — the current params
+on noise-perturbed input embeddings x + z, z ~ N(0, σ²) (Eq. 5, TRAM-x).
+
+This follows Eq. 7, not the released code (tomsherborne/tram_optimizer), whose perturbation omits the
+gradient (ε = scale · θ²), drops η, and whose KL is averaged over batch × vocabulary and divided by
+the batch again. Here ``d`` is the mean over distributions (rows of the last axis) of the KL summed
+over the last axis, times ``scale``, optionally clipped to ``max_d`` (d ≤ ρ_ASAM keeps ASAM's bound).
+
+``update(grads, state, params, *, grad_fn, logits, logits_fn=None, target_logits=None, logits_mask=None)``:
+``grads = ∇L(θ_t)`` and ``logits`` (``[..., C]``, e.g. a ranker's scores over its list) come from the
+caller's first forward/backward pass; ``grad_fn(θ)`` gives ∇L at the perturbed point; the target
+logits are ``target_logits`` when given, else ``logits_fn(θ_{t−1})`` / ``logits_fn(θ₀)`` for
+``prev``/``init`` and ``logits_fn(θ_t)`` for ``noise``, where ``logits_fn`` itself adds the input noise.
+``logits_mask`` (bool, same shape) masks padded entries; fully masked rows do not count.
+Cost: 3 forward / 2 backward passes. ``prev`` and ``init`` keep one copy of the params in the state.
+
+TRAM-Fisher (Eq. 8) is not implemented: without a damping term its ellipsoid ``F̂⁻¹∇L/√(∇Lᵀ F̂⁻¹ ∇L)``
+is unbounded along coordinates with zero Fisher information.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from ranking_jax.optim.sam import sharpness_step
+
+TARGETS = ("prev", "init", "noise")
+DIVERGENCES = ("forward", "reverse", "symmetric")
+
+
+class TRAMState(NamedTuple):
+    count: jax.Array  # int32: steps taken, skipped ones excluded
+    base_state: optax.OptState
+    reference: Any  # θ_{t−1} ("prev"), θ₀ ("init") or None ("noise")
+    divergence: jax.Array  # float32: the radius d used by the last step (for logging)
+    notfinite_count: jax.Array  # int32: steps skipped because the perturbed gradient was not finite
+
+
+def kl_divergence(target_logits: jax.Array, logits: jax.Array, *, where: jax.Array | None = None,
+                  kind: str = "forward") -> jax.Array:
+    """Mean over rows of ``Σ_c p(c) (log p(c) − log q(c))``, ``p = softmax(target)``, ``q = softmax(logits)``.
+
+    ``kind``: ``"forward"`` KL(p‖q), ``"reverse"`` KL(q‖p), ``"symmetric"`` their sum. Entries masked by
+    ``where`` (or at −inf in both) contribute nothing; rows with no valid entry are left out of the mean.
+    """
+    if kind not in DIVERGENCES:
+        raise ValueError(f"unknown divergence {kind!r}; valid: {', '.join(DIVERGENCES)}")
+    target_logits = jnp.asarray(target_logits, jnp.float32)
+    logits = jnp.asarray(logits, jnp.float32)
+    if target_logits.shape != logits.shape:
+        raise ValueError(f"TRAM: target logits {target_logits.shape} and logits {logits.shape} differ in shape")
+    if where is None:
+        where = jnp.ones(logits.shape, bool)
+    log_p = jax.nn.log_softmax(jnp.where(where, target_logits, -jnp.inf), axis=-1)
+    log_q = jax.nn.log_softmax(jnp.where(where, logits, -jnp.inf), axis=-1)
+
+    def kl(log_a, log_b):
+        a = jnp.exp(log_a)
+        terms = jnp.where(where & (a > 0), a * (log_a - log_b), 0.0)
+        return jnp.sum(terms, axis=-1)
+
+    rows = {"forward": kl(log_p, log_q), "reverse": kl(log_q, log_p)}
+    per_row = rows[kind] if kind != "symmetric" else rows["forward"] + rows["reverse"]
+    valid = jnp.any(where, axis=-1)
+    return jnp.sum(jnp.where(valid, per_row, 0.0)) / jnp.maximum(jnp.sum(valid), 1)
+
+
+def tram(base_tx: optax.GradientTransformation, *, target: str = "prev", eta: float = 0.01, eps: float = 1e-12,
+         divergence: str = "forward", scale: float = 1.0, max_d: float | None = None
+         ) -> optax.GradientTransformationExtraArgs:
+    """TRAM around ``base_tx`` (the paper uses Adam); see the module docstring for ``update``'s arguments."""
+    if target not in TARGETS:
+        raise ValueError(f"unknown TRAM target {target!r}; valid: {', '.join(TARGETS)}")
+    if divergence not in DIVERGENCES:
+        raise ValueError(f"unknown TRAM divergence {divergence!r}; valid: {', '.join(DIVERGENCES)}")
+    base = optax.with_extra_args_support(base_tx)
+
+    def init_fn(params):
+        # A real copy: a train step donates params and state together, and a buffer can be donated once.
+        reference = None if target == "noise" else jax.tree.map(lambda x: jnp.array(x, copy=True), params)
+        return TRAMState(count=jnp.zeros([], jnp.int32), base_state=base.init(params), reference=reference,
+                         divergence=jnp.zeros([], jnp.float32), notfinite_count=jnp.zeros([], jnp.int32))
+
+    def update_fn(grads, state, params=None, *, grad_fn=None, logits=None,
+                  logits_fn: Callable[[Any], jax.Array] | None = None, target_logits=None, logits_mask=None,
+                  **extra_args):
+        if logits is None:
+            raise ValueError("TRAM needs logits=: the outputs at the current params on this batch "
+                             "(e.g. the scores of the forward pass that produced grads)")
+        if target_logits is None:
+            if logits_fn is None:
+                raise ValueError(f"TRAM target={target!r} needs logits_fn=(params -> logits) or target_logits=")
+            target_logits = logits_fn(params if target == "noise" else state.reference)
+        d = kl_divergence(jax.lax.stop_gradient(target_logits), jax.lax.stop_gradient(logits), where=logits_mask,
+                          kind=divergence) * scale
+        if max_d is not None:
+            d = jnp.minimum(d, max_d)
+        updates, base_state, finite = sharpness_step(base, grads, state.base_state, params, d, grad_fn,
+                                                     adaptive=True, eta=eta, eps=eps, **extra_args)
+        reference = state.reference
+        if target == "prev":
+            reference = jax.tree.map(lambda new, old: jnp.where(finite, new, old), params, reference)
+        skipped = (~finite).astype(jnp.int32)
+        return updates, TRAMState(count=state.count + 1 - skipped, base_state=base_state, reference=reference,
+                                  divergence=d, notfinite_count=state.notfinite_count + skipped)
+
+    return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+__all__ = ["tram", "TRAMState", "kl_divergence"]
