@@ -70,23 +70,23 @@ def state_shardings(state: dict) -> Any:
 
 # ------------------------------------------------------------------------------------------- step
 def make_loss_fn(model: Model, loss: Callable, *, loss_inputs: Mapping[str, str] = ()) -> Callable:
-    """``loss_fn(params, batch, rng) -> scalar``: model scores ``[B, L]``, then the configured loss.
+    """``loss_fn(params, batch, rng) -> (scalar, scores)``: model scores ``[B, L]``, then the configured loss.
 
     ``loss_inputs`` maps extra loss keyword arguments to batch keys (e.g. teacher scores).
     """
     loss_inputs = dict(loss_inputs)
 
     def loss_fn(params, batch, rng):
-        scores = model.merge(params)(batch, deterministic=False, rngs=nnx.Rngs(dropout=rng))
+        scores = model.merge(params)(batch, deterministic=False, rngs=nnx.Rngs(dropout=rng)).astype(jnp.float32)
         extra = {name: batch[key] for name, key in loss_inputs.items()}
-        return loss(scores.astype(jnp.float32), batch["labels"], where=batch["mask"], **extra)
+        return loss(scores, batch["labels"], where=batch["mask"], **extra), scores
 
     return loss_fn
 
 
 def accumulated_value_and_grad(loss_fn: Callable, accum_steps: int) -> Callable:
-    """Mean loss and gradient over ``accum_steps`` equal micro-batches (a ``lax.scan``)."""
-    grad_fn = jax.value_and_grad(loss_fn)
+    """``(loss, scores), grads`` averaged over ``accum_steps`` equal micro-batches (a ``lax.scan``)."""
+    grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
     if accum_steps == 1:
         return grad_fn
 
@@ -101,22 +101,24 @@ def accumulated_value_and_grad(loss_fn: Callable, accum_steps: int) -> Callable:
 
         def body(carry, xs):
             i, mb = xs
-            value, grads = grad_fn(params, mb, jax.random.fold_in(rng, i))
-            return jax.tree.map(jnp.add, carry, (value, grads)), None
+            (value, scores), grads = grad_fn(params, mb, jax.random.fold_in(rng, i))
+            return jax.tree.map(jnp.add, carry, (value, grads)), scores
 
         zero = (jnp.zeros((), jnp.float32), jax.tree.map(jnp.zeros_like, params))
-        (value, grads), _ = jax.lax.scan(body, zero, (jnp.arange(accum_steps), micro))
-        return jax.tree.map(lambda x: x / accum_steps, (value, grads))
+        (value, grads), scores = jax.lax.scan(body, zero, (jnp.arange(accum_steps), micro))
+        value, grads = jax.tree.map(lambda x: x / accum_steps, (value, grads))
+        return (value, scores.reshape((-1,) + scores.shape[2:])), grads
 
     return value_and_grad
 
 
 def make_train_step(loss_fn: Callable, tx: optax.GradientTransformation, *, accum_steps: int = 1,
-                    shardings: Any = None, batch_sharding: Any = None, extra_args: Callable | None = None):
+                    shardings: Any = None, batch_sharding: Any = None, logits_fn: Callable | None = None):
     """One jitted step ``(state, batch) -> (state, metrics)`` with donated state.
 
-    SAM/ASAM/TRAM receive ``grad_fn`` (the gradient at other parameters on the same batch and dropout
-    key), so one ``tx.update`` is one optimizer step. A non-finite loss or gradient leaves the state
+    SAM/ASAM receive ``grad_fn`` (the gradient at other parameters on the same batch and dropout key),
+    TRAM also the step's scores as ``logits`` and ``logits_fn(params, batch)`` for its reference outputs,
+    so one ``tx.update`` is one optimizer step; optimizers ignore the arguments they do not use. A non-finite loss or gradient leaves the state
     unchanged (selected with ``jnp.where``) and reports ``finite=False``; the loop then stops.
     """
     tx = optax.with_extra_args_support(tx)
@@ -125,10 +127,11 @@ def make_train_step(loss_fn: Callable, tx: optax.GradientTransformation, *, accu
     def step(state, batch):
         rng = jax.random.fold_in(jax.random.wrap_key_data(state["rng"]), state["step"])
         params = state["params"]
-        loss, grads = value_and_grad(params, batch, rng)
-        kwargs = dict(grad_fn=lambda p: value_and_grad(p, batch, rng)[1])
-        if extra_args is not None:
-            kwargs.update(extra_args(params, batch, rng))
+        (loss, scores), grads = value_and_grad(params, batch, rng)
+        kwargs = dict(grad_fn=lambda p: value_and_grad(p, batch, rng)[1], logits=scores,
+                      logits_mask=batch["mask"])
+        if logits_fn is not None:
+            kwargs["logits_fn"] = lambda p: logits_fn(p, batch)
         updates, opt_state = tx.update(grads, state["opt_state"], params, **kwargs)
         new_params = optax.apply_updates(params, updates)
         grad_norm = optax.tree.norm(grads)
@@ -185,7 +188,7 @@ def train_and_evaluate(*, workdir: str | pathlib.Path, model: Model, params: Any
                        seed: int = 0, accum_steps: int = 1, log_every: int = 10, eval_every: int = 0,
                        checkpoint_every: int = 0, keep_checkpoints: int = 2, evaluators: Mapping[str, Callable] = (),
                        early_stopping: EarlyStopping | None = None, resume: str = "", lr_fn: Callable | None = None,
-                       extra_args: Callable | None = None, progress: bool = True,
+                       logits_fn: Callable | None = None, progress: bool = True,
                        on_step: Callable[[int], None] | None = None) -> dict:
     """Trains for ``num_steps`` steps, evaluating, checkpointing and logging; returns the final summary.
 
@@ -200,7 +203,7 @@ def train_and_evaluate(*, workdir: str | pathlib.Path, model: Model, params: Any
     shardings = state_shardings(state)
     batch_sharding = None  # batches arrive as global arrays already laid out by shard_batch
     step_fn = make_train_step(loss_fn, tx, accum_steps=accum_steps, shardings=shardings,
-                              batch_sharding=batch_sharding, extra_args=extra_args)
+                              batch_sharding=batch_sharding, logits_fn=logits_fn)
     checkpointer = ckpt_lib.Checkpointer(workdir / "checkpoints", max_to_keep=keep_checkpoints)
     best_checkpointer = ckpt_lib.Checkpointer(workdir / "best", max_to_keep=1, async_save=False) \
         if early_stopping and early_stopping.metric else None
