@@ -1,0 +1,339 @@
+"""grain input pipelines: fixed-shape batches (notes/BATCH.md), deterministic, resumable, sharded by process.
+
+Every pipeline is a ``grain.MapDataset`` of host batches built the same way:
+
+    records -> [train: shuffle(seed)] -> [process_index::process_count] -> [train: repeat(num_epochs)]
+            -> [train: random_map(sample one epoch's list)] -> batch(batch_size / process_count) -> featurize
+
+* Padding is masked, never dropped: short lists are padded to ``list_size`` (``mask`` False, ``doc_index``
+  -1, labels 0); a short last batch is padded with rows of ``query_index`` -1. The records are padded to a
+  multiple of ``process_count`` (eval: of ``process_count * local batch``) with empty rows, so every
+  process yields the same number of batches.
+* Long lists: training samples a list per epoch (text: positives + uniform negatives, LETOR: a uniform
+  subset of ``list_size`` documents in their original order); evaluation splits a list into consecutive
+  chunks with the same ``query_index`` (nothing is dropped).
+* Determinism: shuffling and per-epoch sampling derive from ``seed`` and the element index only, so the
+  batches are a pure function of (records, options, step); ``Batches.get_state()`` is
+  ``{"next_index", "fingerprint"}`` (JSON) and ``set_state`` resumes exactly there.
+* ``batch_size`` is global; each process yields its ``batch_size // process_count`` rows.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+from typing import Callable, Sequence
+
+import grain
+import numpy as np
+
+from ranking_jax.data import letor as letor_lib
+from ranking_jax.data.lists import Texts, sample_training_list
+from ranking_jax.data.tokenize import TextTokenizer, TokenTable
+
+__all__ = ["Pipeline", "Batches", "text_pipeline", "letor_pipeline", "image_pipeline", "preference_pipeline",
+           "letor_records", "stack_lists", "TEXT_FAMILIES"]
+
+PAIR_FAMILIES = ("cross_encoder", "prett_pair")
+SPLIT_FAMILIES = ("bi_encoder", "colbert", "tk", "prett")
+TEXT_FAMILIES = PAIR_FAMILIES + SPLIT_FAMILIES
+_PAD = {"pad": True}  # an empty row (grain drops None elements, so padding is an explicit record)
+
+
+class Batches:
+    """Iterator over a :class:`Pipeline` with JSON-serializable, validated ``get_state``/``set_state``."""
+
+    def __init__(self, pipeline: "Pipeline", *, num_threads: int, prefetch: int):
+        options = grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=prefetch)
+        self._it = iter(pipeline.dataset.to_iter_dataset(options))
+        self._fingerprint = pipeline.fingerprint
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> dict[str, np.ndarray]:
+        return next(self._it)
+
+    def get_state(self) -> dict:
+        return {**self._it.get_state(), "fingerprint": self._fingerprint}
+
+    def set_state(self, state: dict) -> None:
+        if state.get("fingerprint") != self._fingerprint:
+            raise ValueError(f"data iterator state was saved by a different pipeline (fingerprint "
+                             f"{state.get('fingerprint')!r}, this pipeline {self._fingerprint!r}): the records, "
+                             "batch size, list size, seed, epochs or process sharding changed since the checkpoint. "
+                             "Restore with the original data config, or start the data from scratch.")
+        self._it.set_state({k: v for k, v in state.items() if k != "fingerprint"})
+
+
+class Pipeline:
+    """A finished pipeline: ``dataset`` (grain.MapDataset of batches), ``len()``, ``[i]``, ``iterator()``."""
+
+    def __init__(self, dataset: grain.MapDataset, fingerprint: str):
+        self.dataset, self.fingerprint = dataset, fingerprint
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, step: int) -> dict[str, np.ndarray]:
+        return self.dataset[step]
+
+    def iterator(self, *, num_threads: int = 2, prefetch: int = 4) -> Batches:
+        return Batches(self, num_threads=num_threads, prefetch=prefetch)
+
+
+def _shard(shard: tuple[int, int] | None) -> tuple[int, int]:
+    if shard is None:
+        import jax
+        return jax.process_index(), jax.process_count()
+    return shard
+
+
+def _build(records: Sequence, *, batch_size: int, train: bool, seed: int, num_epochs: int | None,
+           shard: tuple[int, int] | None, batch_fn: Callable[[list], dict], sample: Callable | None = None,
+           options: dict | None = None) -> Pipeline:
+    index, count = _shard(shard)
+    if batch_size % count:
+        raise ValueError(f"batch_size={batch_size} must be divisible by the number of processes ({count})")
+    local = batch_size // count
+    if not train and num_epochs not in (None, 1):
+        raise ValueError("evaluation pipelines run one pass; num_epochs must be None or 1")
+    multiple = count if train else count * local
+    records = list(records) + [_PAD] * (-len(records) % multiple)
+    shuffle_seed, sample_seed = (int(s) for s in np.random.SeedSequence(seed).generate_state(2))
+    ds = grain.MapDataset.source(records)
+    if train:
+        ds = ds.shuffle(seed=shuffle_seed)
+    ds = ds[index::count]
+    if train:
+        ds = ds.repeat(num_epochs)
+        if sample is not None:
+            ds = ds.random_map(lambda r, rng: r if "pad" in r else sample(r, rng), seed=sample_seed)
+    ds = ds.batch(local, drop_remainder=False, batch_fn=batch_fn)
+    spec = {"records": _digest(records), "batch_size": batch_size, "train": train, "seed": seed,
+            "epochs": num_epochs, "shard": [index, count], **(options or {})}
+    return Pipeline(ds, _digest([spec]))
+
+
+def _digest(records: Sequence[dict]) -> str:
+    """A short content hash of records (dicts of scalars / arrays / strings)."""
+    h = hashlib.sha1()
+    for r in records:
+        for k in sorted(r):
+            v = r[k]
+            h.update(k.encode())
+            h.update(np.asarray(v).tobytes() if isinstance(v, np.ndarray) else json.dumps(v, default=str).encode())
+    return h.hexdigest()[:16]
+
+
+def stack_lists(records: list[dict], *, batch_size: int, list_size: int, teacher: bool = False,
+                num_features: int | None = None) -> dict[str, np.ndarray]:
+    """Stacks list records into [B, L] arrays: query_index, doc_index, labels, mask (+ teacher_scores if
+    ``teacher``, features [B, L, F] if ``num_features``); padding rows and slots are masked."""
+    b, size = batch_size, list_size
+    out = {"query_index": np.full(b, -1, np.int32), "doc_index": np.full((b, size), -1, np.int32),
+           "labels": np.zeros((b, size), np.float32), "mask": np.zeros((b, size), bool)}
+    if teacher:
+        out["teacher_scores"] = np.zeros((b, size), np.float32)
+    if num_features is not None:
+        out["features"] = np.zeros((b, size, num_features), np.float32)
+    for i, r in enumerate(records):
+        if "pad" in r:
+            continue
+        n = len(r["doc_index"])
+        if n > size:
+            raise ValueError(f"a list of {n} items reached the batcher with list_size={size}; eval lists must be "
+                             "chunked (lists.eval_lists) and training lists sampled")
+        out["query_index"][i] = r["query_index"]
+        out["doc_index"][i, :n], out["labels"][i, :n], out["mask"][i, :n] = r["doc_index"], r["labels"], True
+        for key in ("teacher_scores", "features"):
+            if key in out:
+                out[key][i, :n] = r[key]
+    return out
+
+
+class _TextFeatures:
+    """Adds the token arrays of one text model family to a list batch (BATCH.md)."""
+
+    def __init__(self, *, family: str, tokenizer: TextTokenizer, queries: Texts | TokenTable,
+                 corpus: Texts | TokenTable):
+        if family not in TEXT_FAMILIES:
+            raise ValueError(f"unknown text model family {family!r}; expected one of {TEXT_FAMILIES}")
+        if (family == "colbert") != tokenizer.colbert:
+            raise ValueError(f"family {family!r} needs a TextTokenizer with colbert={family == 'colbert'}")
+        self.family, self.tok, self.queries, self.corpus = family, tokenizer, queries, corpus
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        qi, di, mask = batch["query_index"], batch["doc_index"], batch["mask"]
+        b, size = mask.shape
+        rows, slots = np.nonzero(mask)
+        doc_texts = self.corpus[di[rows, slots]]
+        if self.family in PAIR_FAMILIES:
+            t = self.tok.pair_length
+            enc = self.tok.encode_pairs(self.queries[qi[rows]], doc_texts)
+            for name in ("ids", "mask", "type_ids"):
+                batch[f"pair_{name}"] = np.zeros((b, size, t), np.int32)
+                batch[f"pair_{name}"][rows, slots] = enc[name]
+            return batch
+        real = np.flatnonzero(qi >= 0)
+        q = self.tok.encode_queries(self.queries[qi[real]])
+        d = self.tok.encode_docs(doc_texts)
+        for name in ("ids", "mask"):
+            batch[f"query_{name}"] = np.zeros((b, self.tok.query_length), np.int32)
+            batch[f"query_{name}"][real] = q[name]
+            batch[f"doc_{name}"] = np.zeros((b, size, self.tok.doc_length), np.int32)
+            batch[f"doc_{name}"][rows, slots] = d[name]
+        return batch
+
+
+def text_pipeline(records: Sequence[dict], *, family: str, queries: Texts | TokenTable, corpus: Texts | TokenTable,
+                  batch_size: int, list_size: int, train: bool, seed: int = 0, num_epochs: int | None = None,
+                  max_positives: int = 1, tokenizer: TextTokenizer | None = None, pretokenize: bool = True,
+                  shard: tuple[int, int] | None = None) -> Pipeline:
+    """Token batches for a text ranking family from :mod:`ranking_jax.data.lists` records.
+
+    Training records with a negative pool (``lists.train_lists``) are sampled per epoch
+    (``max_positives`` positives + negatives); eval and teacher records are batched as they are.
+    With ``pretokenize``, in-memory ``Texts`` are tokenized once into a :class:`TokenTable` (same
+    batches, no tokenizer work per step); pass TokenTables to share them between pipelines.
+    """
+    tokenizer = tokenizer or TextTokenizer(colbert=family == "colbert")
+    if pretokenize:
+        longest = max(tokenizer.doc_length, tokenizer.pair_length)
+        queries, corpus = (TokenTable(tokenizer, t[range(len(t))], max_tokens=longest)
+                           if isinstance(t, Texts) and t.in_memory else t for t in (queries, corpus))
+    featurize = _TextFeatures(family=family, tokenizer=tokenizer, queries=queries, corpus=corpus)
+    sample = None
+    if train and records and "positives" in records[0]:
+        sample = functools.partial(sample_training_list, list_size=list_size, max_positives=max_positives)
+    stack = functools.partial(stack_lists, batch_size=batch_size // _shard(shard)[1], list_size=list_size,
+                              teacher=any("teacher_scores" in r for r in records))
+    batch_fn = lambda rs: featurize(stack(rs))
+    options = {"family": family, "list_size": list_size, "max_positives": max_positives,
+               "lengths": [tokenizer.query_length, tokenizer.doc_length, tokenizer.pair_length]}
+    return _build(records, batch_size=batch_size, train=train, seed=seed, num_epochs=num_epochs, shard=shard,
+                  batch_fn=batch_fn, sample=sample, options=options)
+
+
+def letor_records(source, *, list_size: int, train: bool, normalization: str = "query_zscore",
+                  stats: dict | None = None) -> list[dict]:
+    """Records of a ``letor`` split, normalized per :func:`letor.normalize` over each query's full list.
+
+    Eval lists longer than ``list_size`` are split into chunks; training lists are kept whole and sampled
+    per epoch by the pipeline.
+    """
+    records = []
+    for q in range(len(source)):
+        row = source[q]
+        x = letor_lib.normalize(row["features"], mode=normalization, stats=stats)
+        y = np.asarray(row["labels"], np.float32)
+        docs = np.arange(len(y), dtype=np.int32)
+        for start in ([0] if train else range(0, max(len(y), 1), list_size)):
+            end = None if train else start + list_size
+            records.append({"query_index": q, "doc_index": docs[start:end], "labels": y[start:end],
+                            "features": x[start:end]})
+    return records
+
+
+def _sample_subset(record: dict, rng: np.random.Generator, *, list_size: int) -> dict:
+    n = len(record["doc_index"])
+    if n <= list_size:
+        return record
+    keep = np.sort(rng.choice(n, size=list_size, replace=False))
+    return {k: (v[keep] if k != "query_index" else v) for k, v in record.items()}
+
+
+def letor_pipeline(records: Sequence[dict], *, batch_size: int, list_size: int, train: bool, seed: int = 0,
+                   num_epochs: int | None = None, shard: tuple[int, int] | None = None) -> Pipeline:
+    """Feature batches ``features`` [B, L, F] + list fields from :func:`letor_records`; ``doc_index`` is the
+    document's row within its query's list."""
+    num_features = records[0]["features"].shape[-1] if records else 0
+    batch_fn = functools.partial(stack_lists, batch_size=batch_size // _shard(shard)[1], list_size=list_size,
+                                 num_features=num_features)
+    return _build(records, batch_size=batch_size, train=train, seed=seed, num_epochs=num_epochs, shard=shard,
+                  batch_fn=batch_fn, sample=functools.partial(_sample_subset, list_size=list_size),
+                  options={"list_size": list_size, "kind": "letor"})
+
+
+def image_pipeline(source, *, batch_size: int, train: bool, seed: int = 0, num_epochs: int | None = None,
+                   max_value: float = 255.0, classes_per_batch: int | None = None,
+                   shard: tuple[int, int] | None = None) -> Pipeline:
+    """Batches {images float32 [B, H*W] in [0, 1], class_labels int32 [B], mask bool [B]} of an
+    ``image_classes`` split.
+
+    With ``classes_per_batch=P`` (training), every batch holds P classes x (B/P) images each, drawn per
+    step from a seed-derived generator (the "m per class" sampler of metric learning); otherwise the
+    split is shuffled (training) or read in order (eval) and the last batch padded (mask False, label -1).
+    """
+    rows = [source[i] for i in range(len(source))]
+    images = np.stack([r["image"].reshape(-1) for r in rows]).astype(np.float32) / float(max_value)
+    labels = np.array([r["label"] for r in rows], np.int32)
+    index, count = _shard(shard)
+    local = batch_size // count
+
+    def stack(rs):
+        out = {"images": np.zeros((local, images.shape[1]), np.float32),
+               "class_labels": np.full(local, -1, np.int32), "mask": np.zeros(local, bool)}
+        for i, r in enumerate(rs):
+            if "pad" not in r:
+                out["images"][i], out["class_labels"][i], out["mask"][i] = images[r["row"]], labels[r["row"]], True
+        return out
+
+    if classes_per_batch is None or not train:
+        return _build([{"row": i} for i in range(len(rows))], batch_size=batch_size, train=train, seed=seed,
+                      num_epochs=num_epochs, shard=shard, batch_fn=stack, options={"kind": "images"})
+    classes = np.unique(labels)
+    per_class = local // classes_per_batch
+    if classes_per_batch > len(classes) or per_class * classes_per_batch != local:
+        raise ValueError(f"classes_per_batch={classes_per_batch} must divide the per-process batch ({local}) and "
+                         f"be at most the number of classes ({len(classes)})")
+    members = [np.flatnonzero(labels == c) for c in classes]
+
+    def draw(step, rng):
+        chosen = rng.choice(len(classes), size=classes_per_batch, replace=False)
+        picks = [rng.choice(members[c], size=per_class, replace=len(members[c]) < per_class) for c in chosen]
+        return stack([{"row": int(i)} for i in np.concatenate(picks)])
+
+    steps = max(len(rows) // batch_size, 1) * (num_epochs or 1)
+    ds = grain.MapDataset.range(steps)
+    ds = (ds.repeat(None) if num_epochs is None else ds).random_map(
+        draw, seed=int(np.random.SeedSequence([seed, index]).generate_state(1)[0]))
+    spec = {"labels": labels, "batch_size": batch_size, "seed": seed, "epochs": num_epochs, "shard": [index, count],
+            "classes_per_batch": classes_per_batch}
+    return Pipeline(ds, _digest([spec]))
+
+
+def preference_pipeline(source, *, batch_size: int, train: bool, seed: int = 0, num_epochs: int | None = None,
+                        prompt_length: int = 64, response_length: int = 128,
+                        tokenizer: TextTokenizer | None = None, shard: tuple[int, int] | None = None) -> Pipeline:
+    """Batches of a ``preference`` split: prompt/chosen/rejected ``*_ids``/``*_mask`` ([CLS] text [SEP]),
+    ``chosen_score``/``rejected_score`` (when the split has scores), ``tie`` [B], and as a list of two,
+    ``labels`` [B, 2] = (1, 0) ((1, 1) for ties) with ``mask`` [B, 2] False on padding rows."""
+    tok = tokenizer or TextTokenizer()
+    decode = lambda v: v.decode() if isinstance(v, bytes) else v
+    rows = [{k: decode(v) for k, v in source[i].items()} for i in range(len(source))]
+    scored = bool(rows) and not np.isnan(rows[0]["chosen_score"])
+    local = batch_size // _shard(shard)[1]
+
+    def stack(rs):
+        real = [i for i, r in enumerate(rs) if "pad" not in r]
+        out = {"tie": np.zeros(local, bool), "labels": np.zeros((local, 2), np.float32),
+               "mask": np.zeros((local, 2), bool)}
+        for field, length in (("prompt", prompt_length), ("chosen", response_length), ("rejected", response_length)):
+            enc = tok.encode([rs[i][field] for i in real], length=length)
+            for name in ("ids", "mask"):
+                out[f"{field}_{name}"] = np.zeros((local, length), np.int32)
+                out[f"{field}_{name}"][real] = enc[name]
+        if scored:
+            for field in ("chosen_score", "rejected_score"):
+                out[field] = np.zeros(local, np.float32)
+                out[field][real] = [rs[i][field] for i in real]
+        for i in real:
+            out["tie"][i] = rs[i]["tie"]
+            out["labels"][i] = (1.0, 1.0 if rs[i]["tie"] else 0.0)
+            out["mask"][i] = True
+        return out
+
+    return _build(rows, batch_size=batch_size, train=train, seed=seed, num_epochs=num_epochs, shard=shard,
+                  batch_fn=stack, options={"kind": "preference", "lengths": [prompt_length, response_length]})

@@ -1,0 +1,127 @@
+"""Scores (query, d+, d-) triples with a ranking_jax model and writes a Margin-MSE teacher-score file.
+
+Output lines (Hofstätter et al., 2020, "Improving Efficient Neural Ranking Models with Cross-Architecture
+Knowledge Distillation"): ``pos_score<TAB>neg_score<TAB>qid<TAB>pid_pos<TAB>pid_neg``, readable by
+``ranking_jax.data.read_teacher_triples`` and the ``msmarco_passage`` builder's ``teacher_train`` format.
+
+    .venv/bin/python scripts/score_teacher.py --model "models.cross_encoder(pretrained='minilm')" \\
+        --config scifact --data_dir /tmp/tfds --manual_dir ../shared/data/scifact \\
+        --run runs/scifact.train.bm25.trec --split train --per_query 8 --depth 100 --out teacher.tsv
+
+Triples come from ``--triples FILE`` (``qid<TAB>pid_pos<TAB>pid_neg`` lines) or are drawn from a
+candidate run and the split's qrels (``--run``: per query ``--per_query`` pairs of a positive and a
+hard negative from the top ``--depth`` candidates; ``ranking_jax.data.hard_negative_triples``).
+The model is any registry spec ``models.NAME(...)``, called as ``model(batch) -> scores [B, 2]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import pathlib
+import sys
+from typing import Iterable, Sequence
+
+import jax
+import numpy as np
+from flax import nnx
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # run without installing
+from ranking_jax import data  # noqa: E402
+
+log = logging.getLogger(__name__)
+
+
+def score_triples(model: nnx.Module, triples: Sequence[tuple[int, int, int]], *, family: str,
+                  queries: data.Texts, corpus: data.Texts, batch_size: int = 32,
+                  tokenizer: data.TextTokenizer | None = None) -> np.ndarray:
+    """Teacher scores [n, 2] (d+, d-) of ``(query_index, pos_index, neg_index)`` triples, in order."""
+    records = [{"query_index": q, "doc_index": np.array([p, n], np.int32), "labels": np.array([1, 0], np.float32)}
+               for q, p, n in triples]
+    batches = data.text_pipeline(records, family=family, queries=queries, corpus=corpus, batch_size=batch_size,
+                                 list_size=2, train=False, tokenizer=tokenizer, shard=(0, 1))
+    graphdef, state = nnx.split(model)
+    forward = jax.jit(lambda state, batch: nnx.merge(graphdef, state)(batch, deterministic=True))
+    out = np.zeros((len(records), 2), np.float32)
+    for step in range(len(batches)):
+        batch = batches[step]
+        rows = np.flatnonzero(batch["query_index"] >= 0)
+        scores = np.asarray(forward(state, batch))
+        out[step * batch_size + rows] = scores[rows]
+    return out
+
+
+def write_teacher_file(path: str | pathlib.Path, triples: Sequence[tuple[int, int, int]], scores: np.ndarray, *,
+                       query_ids: Sequence[str], doc_ids: Sequence[str]) -> pathlib.Path:
+    """Writes ``pos_score neg_score qid pid_pos pid_neg`` lines (Margin-MSE format)."""
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8") as f:
+        for (q, p, n), (sp, sn) in zip(triples, scores):
+            f.write(f"{sp:.6f}\t{sn:.6f}\t{query_ids[q]}\t{doc_ids[p]}\t{doc_ids[n]}\n")
+    return path
+
+
+def read_triples(path, *, queries: data.IdIndex, docs: data.IdIndex) -> list[tuple[int, int, int]]:
+    """``qid pid_pos pid_neg`` lines -> index triples; unknown ids are an error naming the line."""
+    triples = []
+    for n, (qid, pos, neg) in data.read_tsv(path, ("qid", "pid_pos", "pid_neg")):
+        missing = [i for i, ids in ((qid, queries), (pos, docs), (neg, docs)) if i not in ids]
+        if missing:
+            raise data.DataFormatError(path, n, "ids present in the collection's queries and corpus",
+                                       f"unknown {missing}")
+        triples.append((queries[qid], docs[pos], docs[neg]))
+    return triples
+
+
+def _ids(source, field: str) -> list[str]:
+    return [source[i][field].decode() for i in range(len(source))]
+
+
+def main(argv: Iterable[str] | None = None) -> None:
+    from ranking_jax import registry
+
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--model", required=True, help="registry spec, e.g. \"models.cross_encoder(pretrained='minilm')\"")
+    p.add_argument("--family", default="cross_encoder", choices=data.TEXT_FAMILIES)
+    p.add_argument("--builder", default="beir", choices=("beir", "msmarco_passage"))
+    p.add_argument("--config", default=None, help="builder config (beir: scifact, cranfield, ...)")
+    p.add_argument("--data_dir", required=True)
+    p.add_argument("--manual_dir", default=None)
+    p.add_argument("--triples", default=None, help="qid<TAB>pid_pos<TAB>pid_neg file")
+    p.add_argument("--run", default=None, help="TREC run with candidates (with --split)")
+    p.add_argument("--split", default="train", help="qrels split for --run")
+    p.add_argument("--per_query", type=int, default=8)
+    p.add_argument("--depth", type=int, default=100)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch_size", type=int, default=32)
+    p.add_argument("--query_length", type=int, default=32)
+    p.add_argument("--doc_length", type=int, default=180)
+    p.add_argument("--out", required=True)
+    args = p.parse_args(argv)
+    if (args.triples is None) == (args.run is None):
+        p.error("give exactly one of --triples or --run")
+    logging.basicConfig(level=logging.INFO)
+
+    builder_cls = data.Beir if args.builder == "beir" else data.MsmarcoPassage
+    src = data.prepare(builder_cls, config=args.config, data_dir=args.data_dir,
+                       manual_dir=args.manual_dir).as_data_source()
+    query_ids, doc_ids = _ids(src["queries"], "query_id"), _ids(src["corpus"], "doc_id")
+    qindex, dindex = data.IdIndex(query_ids), data.IdIndex(doc_ids)
+    if args.triples:
+        triples = read_triples(args.triples, queries=qindex, docs=dindex)
+    else:
+        candidates = data.candidates_from_run(data.read_run(args.run), queries=qindex, docs=dindex, source=args.run)
+        triples = data.hard_negative_triples(data.qrels_from_split(src[args.split]), candidates,
+                                             per_query=args.per_query, depth=args.depth, seed=args.seed)
+    model = registry.lookup(args.model)()
+    tokenizer = data.TextTokenizer(query_length=args.query_length, doc_length=args.doc_length,
+                                   colbert=args.family == "colbert")
+    scores = score_triples(model, triples, family=args.family, queries=data.Texts(src["queries"]),
+                           corpus=data.Texts(src["corpus"]), batch_size=args.batch_size, tokenizer=tokenizer)
+    path = write_teacher_file(args.out, triples, scores, query_ids=query_ids, doc_ids=doc_ids)
+    print(f"wrote {path}: {len(triples)} triples scored by {args.model}")
+
+
+if __name__ == "__main__":
+    main()
