@@ -32,12 +32,13 @@ def write_config(config, workdir: pathlib.Path) -> pathlib.Path:
 def main(argv) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    logging.set_verbosity(logging.WARNING)  # orbax/absl INFO lines would bury the progress bar
     config = _CONFIG.value
     workdir = pathlib.Path(_WORKDIR.value)
     write_config(config, workdir)
     logging.info("resolved config written to %s", workdir / "config.json")
-    from ranking_jax import train  # heavy imports after flags parse
-    train.run(config, workdir)
+    from ranking_jax import experiment  # heavy imports after the flags parse
+    experiment.run(config, workdir)
 
 
 def _run() -> None:

@@ -179,8 +179,9 @@ class EarlyStopping:
         return bool(self.patience) and self.bad_evals >= self.patience
 
 
-def _device_batch(batch: Batch, mesh, rules) -> dict:
-    return sharding.shard_batch(dict(batch), mesh, rules)
+def _device_batch(batch: Batch, mesh, rules, trim: bool) -> dict:
+    from ranking_jax.data.pipeline import trim_padding
+    return sharding.shard_batch(trim_padding(dict(batch)) if trim else dict(batch), mesh, rules)
 
 
 def train_and_evaluate(*, workdir: str | pathlib.Path, model: Model, params: Any, tx: optax.GradientTransformation,
@@ -188,12 +189,13 @@ def train_and_evaluate(*, workdir: str | pathlib.Path, model: Model, params: Any
                        seed: int = 0, accum_steps: int = 1, log_every: int = 10, eval_every: int = 0,
                        checkpoint_every: int = 0, keep_checkpoints: int = 2, evaluators: Mapping[str, Callable] = (),
                        early_stopping: EarlyStopping | None = None, resume: str = "", lr_fn: Callable | None = None,
-                       logits_fn: Callable | None = None, progress: bool = True,
+                       logits_fn: Callable | None = None, progress: bool = True, trim_padding: bool = True,
                        on_step: Callable[[int], None] | None = None) -> dict:
     """Trains for ``num_steps`` steps, evaluating, checkpointing and logging; returns the final summary.
 
     ``train_data`` is an iterator of host batches with ``get_state()``/``set_state()``; ``evaluators``
-    map a name to ``evaluator(model_module) -> {metric: value}``.
+    map a name to ``evaluator(model_module) -> {metric: value}``. ``trim_padding`` cuts token arrays to
+    the batch's longest sequence in power-of-two buckets (a few compiled shapes, no wasted padding).
     """
     from tqdm import tqdm
 
@@ -223,13 +225,17 @@ def train_and_evaluate(*, workdir: str | pathlib.Path, model: Model, params: Any
     first_step = int(state["step"])
     last_good = checkpointer.latest_step()
 
+    timing = {"eval_s": 0.0, "train_s": 0.0, "checkpoint_s": 0.0}
+
     def evaluate(step):
+        t0 = time.perf_counter()
         module = model.merge(state["params"])
         results = {}
         for name, evaluator in dict(evaluators).items():
             for k, v in evaluator(module).items():
                 results[f"{name}/{k}"] = v
         writer.write(step, results, split="eval")
+        timing["eval_s"] += time.perf_counter() - t0
         return results
 
     def save(step, force=False):
@@ -244,9 +250,10 @@ def train_and_evaluate(*, workdir: str | pathlib.Path, model: Model, params: Any
     t_log, examples = time.perf_counter(), 0
     step = first_step
     stopped_early = False
+    t_train, eval_before = time.perf_counter(), timing["eval_s"]
     while step < num_steps:
         host_batch = next(train_data)
-        batch = _device_batch(host_batch, mesh, rules)
+        batch = _device_batch(host_batch, mesh, rules, trim_padding)
         state, metrics = step_fn(state, batch)
         if not bool(metrics["finite"]):
             checkpointer.wait()
@@ -284,6 +291,7 @@ def train_and_evaluate(*, workdir: str | pathlib.Path, model: Model, params: Any
             break
     bar.close()
     checkpointer.close()
+    timing["train_s"] = time.perf_counter() - t_train - (timing["eval_s"] - eval_before)
     summary.update(final_step=step, stopped_early=stopped_early)
     if best_checkpointer is not None and early_stopping.best_step is not None:
         restored, _, _ = best_checkpointer.restore({"params": state["params"]})
@@ -292,6 +300,7 @@ def train_and_evaluate(*, workdir: str | pathlib.Path, model: Model, params: Any
         best_checkpointer.close()
     if evaluators:
         summary["eval_after"] = evaluate(step)
+    summary["timing"] = {k: round(v, 2) for k, v in timing.items()}
     writer.close()
     writers.plot_curves(writer.rows(), workdir / "curves.png")
     summary["params"] = state["params"]

@@ -34,7 +34,7 @@ class MetricWriter:
         if self._tb is not None:
             for k, v in row.items():
                 if k not in ("step", "split") and isinstance(v, (int, float)) and math.isfinite(v):
-                    self._tb.add_scalar(f"{split}/{k}", v, int(step))
+                    self._tb.add_scalar(f"{split}/{k}".replace("@", "_at_"), v, int(step))
 
     def rows(self) -> list[dict]:
         if not self.path.exists():

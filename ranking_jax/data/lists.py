@@ -27,7 +27,7 @@ from ranking_jax.data import formats
 
 __all__ = ["Texts", "texts", "qrels_from_split", "candidates_from_split", "candidates_from_run",
            "candidates_from_search", "eval_lists", "train_lists", "sample_training_list", "teacher_lists",
-           "hard_negative_triples", "ids_of"]
+           "hard_negative_triples", "ids_of", "id_list"]
 
 log = logging.getLogger(__name__)
 Qrels = Mapping[int, tuple[np.ndarray, np.ndarray]]
@@ -48,12 +48,17 @@ def texts(source) -> list[str]:
     return out
 
 
-def ids_of(source, field: str) -> formats.IdIndex:
-    """``doc_id``/``query_id`` -> row of a ``corpus``/``queries`` split (one pass over the split)."""
+def id_list(source, field: str) -> list[str]:
+    """The ``doc_id``/``query_id`` of every row of a ``corpus``/``queries`` split, in row order."""
     ids, chunk = [], 4096
     for start in range(0, len(source), chunk):
         ids.extend(r[field].decode() for r in source.__getitems__(list(range(start, min(start + chunk, len(source))))))
-    return formats.IdIndex(ids)
+    return ids
+
+
+def ids_of(source, field: str) -> formats.IdIndex:
+    """``doc_id``/``query_id`` -> row of a ``corpus``/``queries`` split (one pass over the split)."""
+    return formats.IdIndex(id_list(source, field))
 
 
 class Texts:

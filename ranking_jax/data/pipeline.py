@@ -33,7 +33,7 @@ from ranking_jax.data.lists import Texts, sample_training_list
 from ranking_jax.data.tokenize import TextTokenizer, TokenTable
 
 __all__ = ["Pipeline", "Batches", "text_pipeline", "letor_pipeline", "image_pipeline", "preference_pipeline",
-           "letor_records", "stack_lists", "TEXT_FAMILIES"]
+           "letor_records", "stack_lists", "trim_padding", "TEXT_FAMILIES"]
 
 PAIR_FAMILIES = ("cross_encoder", "prett_pair")
 SPLIT_FAMILIES = ("bi_encoder", "colbert", "tk", "prett")
@@ -337,3 +337,29 @@ def preference_pipeline(source, *, batch_size: int, train: bool, seed: int = 0, 
 
     return _build(rows, batch_size=batch_size, train=train, seed=seed, num_epochs=num_epochs, shard=shard,
                   batch_fn=stack, options={"kind": "preference", "lengths": [prompt_length, response_length]})
+
+
+def trim_padding(batch: dict[str, np.ndarray], *, smallest: int = 16) -> dict[str, np.ndarray]:
+    """Cuts the token axis of ``pair_*``, ``query_*`` and ``doc_*`` arrays to the batch's longest real sequence,
+    rounded up to a power-of-two bucket (16, 32, 64, ...; never past the original length).
+
+    Values are unchanged (only all-padding columns go), and a jitted consumer sees at most a few
+    shapes, so each compiles once. Short texts then cost what they are, not what the longest could be.
+    """
+    out = dict(batch)
+    for prefix in ("pair", "query", "doc"):
+        mask = batch.get(f"{prefix}_mask")
+        if mask is None:
+            continue
+        full = mask.shape[-1]
+        used = np.flatnonzero(mask.reshape(-1, full).any(axis=0))
+        length = int(used[-1]) + 1 if len(used) else 1
+        bucket = smallest
+        while bucket < length:
+            bucket *= 2
+        bucket = min(bucket, full)
+        for name in ("ids", "mask", "type_ids"):
+            key = f"{prefix}_{name}"
+            if key in out:
+                out[key] = out[key][..., :bucket]
+    return out

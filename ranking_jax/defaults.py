@@ -1,0 +1,73 @@
+"""Every config field with its default; ``configs/*.py`` start from :func:`base` and override.
+
+    seed, name, task                     what runs (task: text_ranking | letor | metric_learning | preference)
+    mesh, sharding_rules                 e.g. [("data", -1), ("model", 1)], "default" | "fsdp" | [(logical, axis)]
+    model.name + builder keywords        registry "models.<name>"
+    loss, loss_inputs                    registry spec; {loss kwarg: batch key}
+    optimizer                            ranking_jax.optim.default_config()
+    data                                 task-specific
+    train                                num_steps, accum_steps, log/eval/checkpoint intervals
+    evals, early_stopping                measures; metric/patience/mode
+    resume, init                         resume order: workdir > resume > init (model.pretrained) > scratch
+"""
+
+from __future__ import annotations
+
+from ml_collections import ConfigDict
+
+from ranking_jax import optim
+
+
+def parse_arg(arg: str | None, **defaults):
+    """``"runlocal,steps=10"`` -> ConfigDict(runlocal=True, steps=10) over ``defaults`` (big_vision style)."""
+    out = ConfigDict(defaults)
+    for token in filter(None, (arg or "").split(",")):
+        key, _, value = token.partition("=")
+        if key not in out:
+            raise ValueError(f"config arg {key!r} is unknown; valid: {sorted(out.keys())}")
+        if not _:
+            out[key] = True
+        else:
+            out[key] = type(out[key])(value) if not isinstance(out[key], bool) else value.lower() in ("1", "true")
+    return out
+
+
+def base(task: str) -> ConfigDict:
+    c = ConfigDict()
+    c.seed = 0
+    c.name = task
+    c.task = task
+    c.mesh = [("data", -1), ("model", 1)]
+    c.sharding_rules = "default"
+    c.model = ConfigDict({"name": ""})
+    c.loss = "losses.softmax_loss"
+    c.loss_inputs = ConfigDict()
+    c.optimizer = optim.default_config()
+    c.data = ConfigDict({"batch_size": 8, "list_size": 8, "eval_batch_size": 8, "eval_list_size": 32,
+                         "cache_dir": ""})
+    c.train = ConfigDict({"num_steps": 100, "accum_steps": 1, "log_every": 10, "eval_every": 0,
+                          "checkpoint_every": 50, "keep_checkpoints": 2})
+    c.evals = ConfigDict({"measures": "nDCG@10 RR@10", "retrieval": True, "retrieval_depth": 100})
+    c.early_stopping = ConfigDict({"metric": "", "patience": 0, "mode": "max"})
+    c.resume = ""
+    c.init = ""
+    c.export_dir = ""
+    return c
+
+
+def text_ranking(family: str, *, collection: str = "chatterbot") -> ConfigDict:
+    """A MiniLM-initialized text ranker on a BEIR-format collection, BM25 candidates."""
+    c = base("text_ranking")
+    c.name = family
+    c.model = ConfigDict({"name": family, "pretrained": "minilm"})
+    c.data.update({"collection": collection, "candidates": "bm25", "train_split": "train", "eval_split": "test", "max_eval_queries": 0,
+                   "train_depth": 100, "eval_depth": 50, "query_length": 32, "doc_length": 128,
+                   "max_positives": 1, "list_size": 8, "eval_list_size": 50, "batch_size": 8, "eval_batch_size": 4})
+    c.optimizer.name = "adamw"
+    c.optimizer.learning_rate = 3e-5
+    c.optimizer.schedule = "linear"
+    c.optimizer.warmup_steps = 10
+    c.optimizer.total_steps = c.train.get_ref("num_steps")
+    c.optimizer.grad_clip_norm = 1.0
+    c.optimizer.weight_decay = 0.01
+    return c

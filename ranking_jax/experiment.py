@@ -1,0 +1,268 @@
+"""From a config to a trained, evaluated run: mesh, model, loss, optimizer, data and evaluators.
+
+``run(config, workdir)`` is what ``python -m ranking_jax.main`` calls. ``config.task`` picks how data and
+evaluators are built; everything else (model family, loss, optimizer) is a registry name in the config,
+so swapping any of them is one line. A config with ``runs`` (a dict of complete configs) runs each in
+``workdir/<name>`` and prints one summary table.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import pathlib
+import time
+from typing import Any, Callable, Mapping
+
+import jax
+import numpy as np
+from flax import nnx
+
+from ranking_jax import data as data_lib
+from ranking_jax import evaluate, optim, registry, sharding, train
+
+_log = logging.getLogger(__name__)
+TEXT_FAMILIES = {"cross_encoder": "cross_encoder", "bi_encoder": "bi_encoder", "colbert": "colbert", "tk": "tk",
+                 "prett": "prett"}
+
+
+@dataclasses.dataclass
+class Task:
+    """What ``train_and_evaluate`` needs besides the model: data, evaluators and the loss inputs."""
+    train_data: Any
+    evaluators: dict[str, Callable]
+    model_kwargs: dict = dataclasses.field(default_factory=dict)
+
+
+def rules_from(config) -> tuple:
+    spec = config.get("sharding_rules", "default")
+    if isinstance(spec, str):
+        table = {"default": sharding.DEFAULT_RULES, "fsdp": sharding.FSDP_RULES}
+        if spec not in table:
+            raise ValueError(f"config.sharding_rules={spec!r} is unknown; use 'default', 'fsdp' or a list of "
+                             "(logical_name, mesh_axis) pairs")
+        return table[spec]
+    return tuple(tuple(r) for r in spec)
+
+
+def data_cache(config, key: str) -> pathlib.Path:
+    """Where built tfds datasets live: ``config.data.cache_dir`` or ``$RANKING_JAX_CACHE`` or ~/.cache."""
+    root = config.data.get("cache_dir") or os.environ.get("RANKING_JAX_CACHE") or \
+        os.path.join(os.path.expanduser("~"), ".cache", "ranking_jax")
+    return pathlib.Path(root) / hashlib.sha1(key.encode()).hexdigest()[:12]
+
+
+# ------------------------------------------------------------------------------------------ model
+def build_model(config, *, pretrained: bool = True) -> nnx.Module:
+    """``registry.lookup("models." + config.model.name)(**rest, seed=config.seed)``."""
+    kwargs = {k: v for k, v in config.model.to_dict().items() if k != "name"}
+    if not pretrained:
+        kwargs.pop("pretrained", None)
+    for k, v in list(kwargs.items()):
+        if isinstance(v, list):
+            kwargs[k] = tuple(v)
+    return registry.lookup(f"models.{config.model.name}")(**kwargs, seed=config.seed)
+
+
+# ------------------------------------------------------------------------------------ text ranking
+def _beir_source(config, workdir) -> pathlib.Path:
+    collection = config.data.collection
+    if collection == "chatterbot":
+        from ranking_jax.data import chatterbot
+        return chatterbot.write_beir(data_cache(config, "chatterbot-beir"))
+    path = pathlib.Path(collection)
+    if not (path / "corpus.jsonl").is_file():
+        raise FileNotFoundError(f"config.data.collection={collection!r} is neither 'chatterbot' nor a BEIR folder "
+                                "holding corpus.jsonl, queries.jsonl and qrels/*.tsv")
+    return path
+
+
+def _limit(qrels: dict, n: int, seed: int) -> dict:
+    if not n or n >= len(qrels):
+        return qrels
+    keep = sorted(np.random.default_rng(seed).choice(sorted(qrels), size=n, replace=False).tolist())
+    return {q: qrels[q] for q in keep}
+
+
+def first_stage(spec: str, query_texts, corpus_texts, *, rows, depth: int, mesh, rules) -> dict:
+    """Candidates ``{query_index: doc_index}``: ``"bm25"`` or ``"dense:<pretrained>"`` (zero-shot mean-pooled
+    bi-encoder, exact top-k), e.g. ``"dense:minilm"``."""
+    if spec == "bm25":
+        top, _ = data_lib.BM25().index(corpus_texts).search(query_texts, k=depth)
+        return data_lib.candidates_from_search(rows, top)
+    kind, _, pretrained = spec.partition(":")
+    if kind != "dense" or not pretrained:
+        raise ValueError(f"config.data.candidates={spec!r} is unknown; use 'bm25' or 'dense:<pretrained dir or minilm>'")
+    from ranking_jax.models import bi_encoder
+    model = bi_encoder(pretrained=pretrained, pooling="mean", similarity="cosine")
+    tok = data_lib.TextTokenizer(query_length=64, doc_length=256)  # cut to each batch's longest text
+    ids = [str(i) for i in range(len(corpus_texts))]
+    retriever = evaluate.RetrievalEvaluator(
+        query_tokens=tok.encode_queries(query_texts), query_rows=list(range(len(query_texts))),
+        doc_tokens=tok.encode_docs(corpus_texts), query_ids=[str(i) for i in range(len(query_texts))],
+        doc_ids=ids, qrels={}, measures=(), mesh=mesh, rules=rules, k=depth)
+    run = retriever.run(model)
+    return {q: np.array([int(doc) for doc in sorted(run[str(i)], key=lambda x: -run[str(i)][x])], np.int32)
+            for i, q in enumerate(rows)}
+
+
+def text_ranking_task(config, workdir: pathlib.Path, mesh, rules) -> Task:
+    """A BEIR-format collection: BM25 candidates, sampled training lists, re-ranking (and, for bi-encoders,
+    dense retrieval) on the held-out split's judged queries."""
+    d = config.data
+    family = config.model.name
+    if family not in TEXT_FAMILIES:
+        raise ValueError(f"config.model.name={family!r} is not a text ranking family {sorted(TEXT_FAMILIES)}")
+    source = _beir_source(config, workdir)
+    builder = data_lib.prepare(data_lib.Beir, config="custom", data_dir=data_cache(config, str(source.resolve())),
+                               manual_dir=source)
+    src = builder.as_data_source()
+    for split in (d.train_split, d.eval_split):
+        if split not in src:
+            raise ValueError(f"config.data: split {split!r} is not in {source} (has {sorted(src)})")
+    corpus_texts = data_lib.texts(src["corpus"])
+    queries = data_lib.Texts(src["queries"])
+    tokenizer = data_lib.TextTokenizer(query_length=d.query_length, doc_length=d.doc_length,
+                                       colbert=family == "colbert")
+    train_qrels = data_lib.qrels_from_split(src[d.train_split])
+    eval_qrels = _limit(data_lib.qrels_from_split(src[d.eval_split]), d.max_eval_queries, config.seed)
+    depth = max(d.train_depth, d.eval_depth)
+    rows = sorted(set(train_qrels) | set(eval_qrels))
+    cache = data_cache(config, f"{source.resolve()}|{d.candidates}|{depth}|{rows}") / "candidates.npz"
+    if cache.exists():
+        stored = np.load(cache)
+        candidates = {int(q): stored[q] for q in stored.files}
+    else:
+        candidates = first_stage(d.candidates, queries[rows], corpus_texts, rows=rows, depth=depth, mesh=mesh,
+                                 rules=rules)
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(cache, **{str(q): c for q, c in candidates.items()})
+    corpus = data_lib.TokenTable(tokenizer, corpus_texts, max_tokens=d.doc_length)
+    query_table = data_lib.TokenTable(tokenizer, data_lib.texts(src["queries"]), max_tokens=d.query_length)
+    train_records = data_lib.train_lists(train_qrels, candidates, depth=d.train_depth)
+    train_data = data_lib.text_pipeline(
+        train_records, family=family, queries=query_table, corpus=corpus, batch_size=d.batch_size,
+        list_size=d.list_size, train=True, seed=config.seed, max_positives=d.max_positives,
+        tokenizer=tokenizer).iterator()
+
+    query_ids = data_lib.id_list(src["queries"], "query_id")
+    doc_ids = data_lib.id_list(src["corpus"], "doc_id")
+    qrels = {query_ids[q]: {doc_ids[int(doc)]: int(lab) for doc, lab in zip(*judged)}
+             for q, judged in eval_qrels.items()}
+    eval_cands = {q: c[:d.eval_depth] for q, c in candidates.items() if q in eval_qrels}
+    eval_records = data_lib.eval_lists(eval_qrels, eval_cands, list_size=d.eval_list_size)
+    eval_pipeline = data_lib.text_pipeline(eval_records, family=family, queries=query_table, corpus=corpus,
+                                           batch_size=d.eval_batch_size, list_size=d.eval_list_size, train=False,
+                                           tokenizer=tokenizer)
+    measures = config.evals.measures
+    evaluators = {"rerank": evaluate.RerankEvaluator(
+        lambda: (eval_pipeline[i] for i in range(len(eval_pipeline))), query_ids=query_ids,
+        doc_id=lambda q, doc: doc_ids[doc], qrels=qrels, measures=measures, mesh=mesh, rules=rules, run_path=workdir / "rerank.run")}
+    if family == "bi_encoder" and config.evals.retrieval:
+        eval_rows = sorted(eval_qrels)
+        evaluators["retrieval"] = evaluate.RetrievalEvaluator(
+            query_tokens=tokenizer.encode_queries(queries[eval_rows]), query_rows=eval_rows,
+            doc_tokens=tokenizer.encode_docs(corpus_texts), query_ids=query_ids, doc_ids=doc_ids, qrels=qrels,
+            measures=measures, mesh=mesh, rules=rules, k=config.evals.retrieval_depth,
+            batch_size=d.eval_batch_size * d.eval_list_size, run_path=workdir / "retrieval.run")
+    return Task(train_data, evaluators)
+
+
+# ------------------------------------------------------------------------------------------- LETOR
+def letor_task(config, workdir: pathlib.Path, mesh, rules) -> Task:
+    """SVMlight learning-to-rank data (``letor`` builder): per-query normalized features, an MLP ranker."""
+    d = config.data
+    builder = data_lib.prepare(data_lib.Letor, config=d.letor_config,
+                               data_dir=data_cache(config, f"letor-{d.letor_config}-{d.manual_dir}"),
+                               manual_dir=d.manual_dir or None)
+    src = builder.as_data_source()
+    train_records = data_lib.letor_records(src[d.train_split], list_size=d.list_size, train=True,
+                                           normalization=d.normalization)
+    eval_records = data_lib.letor_records(src[d.eval_split], list_size=d.eval_list_size, train=False,
+                                          normalization=d.normalization)
+    train_data = data_lib.letor_pipeline(train_records, batch_size=d.batch_size, list_size=d.list_size,
+                                         train=True, seed=config.seed).iterator()
+    eval_pipeline = data_lib.letor_pipeline(eval_records, batch_size=d.eval_batch_size,
+                                            list_size=d.eval_list_size, train=False)
+    n_queries = len(src[d.eval_split])
+    query_ids = [str(q) for q in range(n_queries)]
+    qrels = {}
+    for r in eval_records:
+        for doc, lab in zip(r["doc_index"].tolist(), r["labels"].tolist()):
+            qrels.setdefault(str(r["query_index"]), {})[f"{r['query_index']}-{doc}"] = int(lab)
+    evaluators = {"rerank": evaluate.RerankEvaluator(
+        lambda: (eval_pipeline[i] for i in range(len(eval_pipeline))), query_ids=query_ids,
+        doc_id=lambda q, doc: f"{q}-{doc}", qrels=qrels, measures=config.evals.measures, mesh=mesh, rules=rules,
+        run_path=workdir / "rerank.run")}
+    return Task(train_data, evaluators, model_kwargs={"num_features": int(train_records[0]["features"].shape[-1])})
+
+
+TASKS: dict[str, Callable[..., Task]] = {"text_ranking": text_ranking_task, "letor": letor_task}
+
+
+# --------------------------------------------------------------------------------------------- run
+def run_one(config, workdir: pathlib.Path, *, progress: bool = True) -> dict:
+    if config.task not in TASKS:
+        raise ValueError(f"config.task={config.task!r} is unknown; valid: {sorted(TASKS)}")
+    t0 = time.perf_counter()
+    mesh = sharding.make_mesh(config.mesh)
+    rules = rules_from(config)
+    task = TASKS[config.task](config, workdir, mesh, rules)
+    t_data = time.perf_counter() - t0
+    resuming = train.ckpt_lib.resolve_start(workdir, resume=config.resume).source != "scratch"
+    if task.model_kwargs:
+        with config.unlocked():
+            for k, v in task.model_kwargs.items():
+                config.model[k] = v
+    model = build_model(config, pretrained=not resuming)
+    split, params = train.split_model(model)
+    tx = optim.make(config)
+    loss = registry.lookup(config.loss)
+    loss_fn = train.make_loss_fn(split, loss, loss_inputs=dict(config.get("loss_inputs", {})))
+    t = config.train
+    early = train.EarlyStopping(metric=config.early_stopping.metric, patience=config.early_stopping.patience,
+                                mode=config.early_stopping.mode)
+    logits_fn = lambda p, b: split.merge(p)(b, deterministic=True)  # TRAM's reference outputs
+    t_model = time.perf_counter() - t0 - t_data
+    with jax.set_mesh(mesh), sharding.axis_rules(rules):
+        summary = train.train_and_evaluate(
+            workdir=workdir, model=split, params=params, tx=tx, loss_fn=loss_fn, train_data=task.train_data,
+            mesh=mesh, rules=rules, num_steps=t.num_steps, seed=config.seed, accum_steps=t.accum_steps,
+            log_every=t.log_every, eval_every=t.eval_every, checkpoint_every=t.checkpoint_every,
+            keep_checkpoints=t.keep_checkpoints, evaluators=task.evaluators, early_stopping=early,
+            resume=config.resume, lr_fn=optim.learning_rate_fn(config), logits_fn=logits_fn, progress=progress)
+    params = summary.pop("params")
+    summary["timing"].update(data_s=round(t_data, 2), model_s=round(t_model, 2),
+                             total_s=round(time.perf_counter() - t0, 2))
+    if config.get("export_dir"):
+        module = split.merge(params)
+        if hasattr(module, "save_pretrained"):
+            module.save_pretrained(workdir / config.export_dir, source=config.model.get("pretrained"))
+    (workdir / "summary.json").write_text(json.dumps(summary, indent=2, default=float) + "\n")
+    return summary
+
+
+def _table(summaries: Mapping[str, dict]) -> str:
+    lines = ["| run | metric | before | after |", "|---|---|---|---|"]
+    for name, s in summaries.items():
+        before, after = s.get("eval_before", {}), s.get("eval_after", {})
+        for k in sorted(after):
+            b = f"{before[k]:.4f}" if k in before else "-"
+            lines.append(f"| {name} | {k} | {b} | {after[k]:.4f} |")
+    return "\n".join(lines)
+
+
+def run(config, workdir: str | pathlib.Path) -> dict:
+    """Runs ``config`` (or each of ``config.runs``) in ``workdir``; prints and returns the summaries."""
+    workdir = pathlib.Path(workdir)
+    if "runs" in config:
+        summaries = {name: run_one(sub, workdir / name) for name, sub in config.runs.items()}
+    else:
+        summaries = {config.get("name", "run"): run_one(config, workdir)}
+    table = _table(summaries)
+    (workdir / "summary.md").write_text(table + "\n")
+    print(table, flush=True)
+    return summaries
