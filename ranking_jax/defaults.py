@@ -62,7 +62,7 @@ def text_ranking(family: str, *, collection: str = "chatterbot") -> ConfigDict:
     c.model = ConfigDict({"name": family, "pretrained": "minilm"})
     c.data.update({"collection": collection, "candidates": "bm25", "train_split": "train", "eval_split": "test", "max_eval_queries": 0,
                    "train_depth": 100, "eval_depth": 50, "query_length": 32, "doc_length": 128,
-                   "max_positives": 1, "list_size": 8, "eval_list_size": 50, "batch_size": 8, "eval_batch_size": 4})
+                   "max_positives": 1, "list_size": 8, "eval_list_size": 50, "batch_size": 8, "eval_batch_size": 8})
     c.optimizer.name = "adamw"
     c.optimizer.learning_rate = 3e-5
     c.optimizer.schedule = "linear"

@@ -166,6 +166,11 @@ def shard_batch(batch: Any, mesh: jax.sharding.Mesh, rules: Rules = DEFAULT_RULE
     def put(x):
         x = np.asarray(x)
         sharding = batch_sharding(mesh, x.ndim, rules)
+        shards = math.prod(mesh.shape[a] for a in jax.tree.leaves(tuple(sharding.spec)[:1]) if a is not None)
+        if x.shape[0] * jax.process_count() % max(shards, 1):
+            raise ValueError(f"a batch of {x.shape[0] * jax.process_count()} rows cannot be split over the {shards} "
+                             f"devices of the batch axis (mesh {dict(mesh.shape)}); set config.data.batch_size "
+                             f"(and eval_batch_size) to a multiple of {shards}, or change config.mesh")
         global_shape = (x.shape[0] * jax.process_count(),) + x.shape[1:]
         return jax.make_array_from_process_local_data(sharding, x, global_shape)
     return jax.tree.map(put, batch)

@@ -39,5 +39,7 @@ class MlpRanker(nnx.Module):
 
 
 def mlp_ranker(*, num_features: int, hidden: Sequence[int] = (256, 256, 128), dropout: float = 0.1,
-               layer_norm: bool = True, rngs: nnx.Rngs) -> MlpRanker:
-    return MlpRanker(num_features, hidden=tuple(hidden), dropout=dropout, layer_norm=layer_norm, rngs=rngs)
+               layer_norm: bool = True, seed: int = 0) -> MlpRanker:
+    with nnx.use_eager_sharding(False):
+        return MlpRanker(num_features, hidden=tuple(hidden), dropout=dropout, layer_norm=layer_norm,
+                         rngs=nnx.Rngs(seed))
