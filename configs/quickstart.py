@@ -30,7 +30,7 @@ def _run(family: str, steps: int) -> ConfigDict:
 
 
 def get_config(arg=None):
-    a = defaults.parse_arg(arg, steps=120)
+    a = defaults.parse_arg(arg, steps=100)
     c = ConfigDict()
     c.runs = ConfigDict()
     c.runs.cross_encoder = _run("cross_encoder", a.steps)

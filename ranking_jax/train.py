@@ -282,7 +282,9 @@ def train_and_evaluate(*, workdir: str | pathlib.Path, model: Model, params: Any
                 best_checkpointer.save(step, {"params": state["params"]}, force=True)
             stopped_early = early_stopping.should_stop
         if checkpoint_every and (step % checkpoint_every == 0 or step == num_steps or stopped_early):
+            t0 = time.perf_counter()
             save(step, force=True)
+            timing["checkpoint_s"] += time.perf_counter() - t0
             last_good = step
         if stopped_early:
             _log.info("early stopping at step %d: %s did not improve for %d evaluations (best %.4f at %d)",
@@ -291,7 +293,7 @@ def train_and_evaluate(*, workdir: str | pathlib.Path, model: Model, params: Any
             break
     bar.close()
     checkpointer.close()
-    timing["train_s"] = time.perf_counter() - t_train - (timing["eval_s"] - eval_before)
+    timing["train_s"] = time.perf_counter() - t_train - (timing["eval_s"] - eval_before) - timing["checkpoint_s"]
     summary.update(final_step=step, stopped_early=stopped_early)
     if best_checkpointer is not None and early_stopping.best_step is not None:
         restored, _, _ = best_checkpointer.restore({"params": state["params"]})
