@@ -1,0 +1,485 @@
+"""Distillation and contrastive losses against NumPy ports of the official code, optax and scipy.
+
+Oracles: matchmaker's Margin-MSE / pointwise-MSE / weighted-RankNet formulas written in NumPy, optax's
+``softmax_cross_entropy_with_integer_labels`` and ``ntxent`` for InfoNCE, scipy's ``pearsonr``/``rankdata`` and
+NumPy ports of CoDiEmb's sorted-loop PRO and RankKL, E2Rank's InfoNCE + pooled-pair RankNet. Properties: per-pair
+offset invariance (Margin-MSE), permutation invariance, masked ±inf/NaN give finite values and zero gradients,
+all-masked rows are excluded, jit == eager, vmap == batch.
+"""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+import scipy.special
+import scipy.stats
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ranking_jax import registry
+from ranking_jax.losses import (e2rank_loss, infonce_loss, kl_distill_loss, margin_mse_loss, margin_mse_triple_loss,
+                                mse_distill_loss, pearson_loss, pro_loss, rank_kl_loss, soft_infonce_loss,
+                                weighted_ranknet_distill_loss)
+
+RTOL = 1e-5
+ATOL = 1e-6
+
+
+def call(fn, *args, **kwargs):
+    """``fn(*args, **kwargs)`` under ``jax.jit`` (one compile instead of op-by-op eager dispatch)."""
+    return jax.jit(functools.partial(fn, **kwargs))(*args)
+
+
+def _rng(seed=0):
+    return np.random.default_rng(seed)
+
+
+def _softplus(x):
+    return np.logaddexp(0.0, x)
+
+
+def _log_softmax(x):
+    x = np.asarray(x, np.float64)
+    return x - scipy.special.logsumexp(x)
+
+
+# ---------------------------------------------------------------------------------------------------- distillation
+def test_margin_mse_triple_matches_matchmaker_formula():
+    r = _rng(1)
+    sp, sn, tp, tn = (r.normal(size=7).astype(np.float32) for _ in range(4))
+    expected = np.mean(((sp - sn) - (tp - tn)) ** 2)  # matchmaker MSMarginLoss
+    np.testing.assert_allclose(call(margin_mse_triple_loss, sp, sn, tp, tn), expected, rtol=RTOL)
+    # The same triples as lists [s+, s-]: labels or no labels select the one pair.
+    scores, teacher = np.stack([sp, sn], -1), np.stack([tp, tn], -1)
+    np.testing.assert_allclose(call(margin_mse_loss, scores, teacher), expected, rtol=RTOL)
+    np.testing.assert_allclose(call(margin_mse_loss, scores, teacher, labels=np.array([1, 0])), expected, rtol=RTOL)
+    w = r.uniform(0.5, 2.0, size=7).astype(np.float32)
+    np.testing.assert_allclose(call(margin_mse_triple_loss, sp, sn, tp, tn, weights=w),
+                               np.mean(w * ((sp - sn) - (tp - tn)) ** 2), rtol=RTOL)
+
+
+def test_margin_mse_triple_masks_and_transforms():
+    r = _rng(30)
+    arrays = [r.normal(size=5).astype(np.float32) for _ in range(4)]
+    bad = np.array([np.nan, np.inf], np.float32)
+    padded = [np.concatenate([a, bad]) for a in arrays]
+    where = np.array([True] * 5 + [False] * 2)
+    value, grads = jax.jit(jax.value_and_grad(lambda *a: margin_mse_triple_loss(*a, where=where), argnums=(0, 1)))(
+        *padded)
+    np.testing.assert_allclose(value, call(margin_mse_triple_loss, *arrays), rtol=RTOL)
+    for g in grads:
+        assert np.all(np.isfinite(g))
+        np.testing.assert_array_equal(g[5:], 0.0)
+    eager = margin_mse_triple_loss(*arrays, reduce_fn=None)
+    np.testing.assert_allclose(call(margin_mse_triple_loss, *arrays, reduce_fn=None), eager, rtol=RTOL)
+    per = jax.jit(jax.vmap(functools.partial(margin_mse_triple_loss, reduce_fn=None)))(*arrays)
+    np.testing.assert_allclose(per, eager, rtol=RTOL)
+
+
+def test_margin_mse_list_form_matches_interpassage_loss():
+    # matchmaker MarginMSE_InterPassageLoss: scores_pos [B, P], scores_neg [B, N], every pos against every neg.
+    r = _rng(2)
+    b, p, n = 3, 2, 4
+    sp, sn = r.normal(size=(b, p)), r.normal(size=(b, n))
+    tp, tn = r.normal(size=(b, p)), r.normal(size=(b, n))
+    expected = np.mean(((sp[:, :, None] - sn[:, None, :]) - (tp[:, :, None] - tn[:, None, :])) ** 2)
+    scores = np.concatenate([sp, sn], -1).astype(np.float32)
+    teacher = np.concatenate([tp, tn], -1).astype(np.float32)
+    labels = np.array([1] * p + [0] * n)
+    np.testing.assert_allclose(call(margin_mse_loss, scores, teacher, labels=labels), expected, rtol=RTOL)
+    # Shuffle the items of each list: the pairs follow the labels, not the positions.
+    perm = r.permutation(p + n)
+    np.testing.assert_allclose(call(margin_mse_loss, scores[:, perm], teacher[:, perm], labels=labels[perm]), expected,
+                               rtol=RTOL)
+    # Unreduced: [B, L*L] with pair (i, j) at i*L + j; sum equals the jnp.sum reduction.
+    un = call(margin_mse_loss, scores, teacher, labels=labels, reduce_fn=None)
+    assert un.shape == (b, (p + n) ** 2)
+    np.testing.assert_allclose(un[0, 0 * (p + n) + p], ((sp[0, 0] - sn[0, 0]) - (tp[0, 0] - tn[0, 0])) ** 2,
+                               rtol=RTOL)
+    np.testing.assert_allclose(jnp.sum(un), call(margin_mse_loss, scores, teacher, labels=labels, reduce_fn=jnp.sum),
+                               rtol=RTOL)
+
+
+def test_margin_mse_all_pairs_without_labels():
+    r = _rng(3)
+    s, t = r.normal(size=(2, 5)).astype(np.float32), r.normal(size=(2, 5)).astype(np.float32)
+    where = np.array([[True] * 5, [True, True, False, True, False]])
+    terms = []
+    for q in range(2):
+        idx = np.flatnonzero(where[q])
+        for a in range(len(idx)):
+            for c in range(a + 1, len(idx)):
+                i, j = idx[a], idx[c]
+                terms.append(((s[q, i] - s[q, j]) - (t[q, i] - t[q, j])) ** 2)
+    np.testing.assert_allclose(call(margin_mse_loss, s, t, where=where), np.mean(terms), rtol=RTOL)
+
+
+def test_mse_distill_matches_matchmaker_pointwise():
+    r = _rng(4)
+    sp, sn, tp, tn = (r.normal(size=6).astype(np.float32) for _ in range(4))
+    expected = 0.5 * (np.mean((sp - tp) ** 2) + np.mean((sn - tn) ** 2))  # MSETeacherPointwise
+    got = call(mse_distill_loss, np.stack([sp, sn], -1), np.stack([tp, tn], -1))
+    np.testing.assert_allclose(got, expected, rtol=RTOL)
+
+
+def test_weighted_ranknet_matches_matchmaker_when_teacher_agrees():
+    r = _rng(5)
+    sp, sn = r.normal(size=8), r.normal(size=8)
+    tn = r.normal(size=8)
+    tp = tn + r.uniform(0.1, 3.0, size=8)  # teacher prefers the positive
+    y, x = tp - tn, sp - sn
+    expected = np.mean(y * _softplus(-x))  # BCEWithLogits(x, 1, weight=y), mean
+    scores = np.stack([sp, sn], -1).astype(np.float32)
+    teacher = np.stack([tp, tn], -1).astype(np.float32)
+    np.testing.assert_allclose(call(weighted_ranknet_distill_loss, scores, teacher), expected, rtol=RTOL)
+    # A list of 3: pairs ordered by the teacher, weighted by its margin.
+    s3, t3 = np.array([0.2, 1.0, -0.5], np.float32), np.array([3.0, 1.0, 2.0], np.float32)
+    pairs = [(0, 1), (0, 2), (2, 1)]
+    expected3 = np.mean([(t3[i] - t3[j]) * _softplus(-(s3[i] - s3[j])) for i, j in pairs])
+    np.testing.assert_allclose(call(weighted_ranknet_distill_loss, s3, t3), expected3, rtol=RTOL)
+
+
+@pytest.mark.parametrize("temperature", [1.0, 2.0])
+def test_kl_distill_matches_scipy(temperature):
+    r = _rng(6)
+    s, t = r.normal(size=(3, 5)), r.normal(size=(3, 5))
+    where = np.ones((3, 5), bool)
+    where[1, 3:] = False
+    expected = []
+    for q in range(3):
+        m = where[q]
+        p = scipy.special.softmax(t[q, m] / temperature)
+        logq = _log_softmax(s[q, m] / temperature)
+        expected.append(temperature ** 2 * np.sum(p * (np.log(p) - logq)))
+    got = call(kl_distill_loss, s.astype(np.float32), t.astype(np.float32), temperature=temperature, where=where)
+    np.testing.assert_allclose(got, np.mean(expected), rtol=RTOL)
+
+
+_triple_unreduced = jax.jit(functools.partial(margin_mse_triple_loss, reduce_fn=None))
+_margin_mse_unreduced = jax.jit(functools.partial(margin_mse_loss, reduce_fn=None))
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.tuples(*[st.floats(-5, 5)] * 5), min_size=4, max_size=4))
+def test_margin_mse_invariant_to_per_pair_offset(rows):
+    a = np.asarray(rows, np.float32)
+    sp, sn, tp, tn, c = a.T
+    base = _triple_unreduced(sp, sn, tp, tn)
+    np.testing.assert_allclose(base, ((sp - sn) - (tp - tn)) ** 2, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(_triple_unreduced(sp + c, sn + c, tp, tn), base, rtol=1e-4, atol=1e-3)
+    # List form: one offset per list (student and teacher independently).
+    s, t = np.stack([sp, sn, tp], -1), np.stack([tn, tp, sn], -1)
+    np.testing.assert_allclose(_margin_mse_unreduced(s + c[:, None], t - 2 * c[:, None]), _margin_mse_unreduced(s, t),
+                               rtol=1e-4, atol=1e-3)
+
+
+@jax.jit
+def _all_list_losses(s, t, y, where, scores, labels):
+    return jnp.stack([
+        margin_mse_loss(s, t, labels=y, where=where), margin_mse_loss(s, t, where=where),
+        kl_distill_loss(s, t, where=where), mse_distill_loss(s, t, where=where),
+        weighted_ranknet_distill_loss(s, t, where=where), pearson_loss(s, y, where=where),
+        rank_kl_loss(s, y, where=where), pro_loss(s, y, where=where), infonce_loss(scores, labels=labels),
+        infonce_loss(scores, labels=labels, multi_positive="any"), soft_infonce_loss(scores, scores * 2.0)])
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(0, 2 ** 31 - 1))
+def test_list_losses_are_permutation_invariant(seed):
+    r = _rng(seed)
+    n = 6
+    s, t = r.normal(size=n).astype(np.float32), r.normal(size=n).astype(np.float32)
+    y = r.integers(0, 3, size=n).astype(np.float32)
+    where = r.random(n) < 0.8
+    perm = r.permutation(n)
+    # InfoNCE: permuting the document columns (positives follow via labels).
+    scores = r.normal(size=(3, n)).astype(np.float32)
+    labels = np.zeros((3, n), bool)
+    labels[np.arange(3), r.integers(0, n, size=3)] = True
+    np.testing.assert_allclose(_all_list_losses(s[perm], t[perm], y[perm], where[perm], scores[:, perm],
+                                                labels[:, perm]),
+                               _all_list_losses(s, t, y, where, scores, labels), rtol=1e-5, atol=1e-6)
+
+
+# ---------------------------------------------------------------------------------------------------- InfoNCE
+def test_infonce_in_batch_matches_optax_cross_entropy():
+    r = _rng(7)
+    q, d = r.normal(size=(4, 8)), r.normal(size=(6, 8))  # 4 queries, 4 positives + 2 global negatives
+    scores = (q @ d.T).astype(np.float32)
+    expected = call(optax.softmax_cross_entropy_with_integer_labels, scores / 0.05, np.arange(4)).mean()
+    np.testing.assert_allclose(call(infonce_loss, scores, temperature=0.05), expected, rtol=RTOL)
+    np.testing.assert_allclose(call(infonce_loss, scores, temperature=0.05, multi_positive="any"), expected, rtol=RTOL)
+    # Grouped layout: each query followed by its own hard negatives (E2Rank/Tevatron): target = i * group_size.
+    scores = r.normal(size=(3, 9)).astype(np.float32)
+    expected = call(optax.softmax_cross_entropy_with_integer_labels, scores / 0.03, np.arange(3) * 3).mean()
+    np.testing.assert_allclose(call(infonce_loss, scores, temperature=0.03, group_size=3), expected, rtol=RTOL)
+    labels = np.zeros((3, 9))
+    labels[np.arange(3), np.arange(3) * 3] = 1
+    np.testing.assert_allclose(call(infonce_loss, scores, temperature=0.03, labels=labels), expected, rtol=RTOL)
+
+
+@pytest.mark.parametrize("labels", [[0, 0, 1, 1, 2, 2], [0, 0, 0, 1, 1, 1]])
+def test_infonce_each_matches_optax_ntxent(labels):
+    # NT-Xent: every positive pair vs the anchor's negatives, self excluded. With the same number of positives per
+    # anchor, the mean over anchors of the per-anchor mean equals optax's mean over positive pairs.
+    r = _rng(8)
+    emb = r.normal(size=(6, 4)).astype(np.float32)
+    labels = np.asarray(labels)
+    e = emb / np.linalg.norm(emb, axis=-1, keepdims=True)
+    cos = (e @ e.T).astype(np.float32)
+    not_self = ~np.eye(6, dtype=bool)
+    same = (labels[:, None] == labels[None, :]) & not_self
+    got = call(infonce_loss, cos, labels=same, where=not_self, temperature=0.07)
+    np.testing.assert_allclose(got, call(optax.losses.ntxent, emb, labels, temperature=0.07), rtol=1e-4)
+
+
+def test_infonce_any_multi_positive_by_hand():
+    scores = np.array([[2.0, 1.0, 0.0, -1.0], [0.5, 0.5, 3.0, 1.0]], np.float32)
+    labels = np.array([[1, 1, 0, 0], [0, 0, 1, 1]])
+    where = np.array([[True, True, True, True], [True, False, True, True]])
+    e0 = np.log((np.exp(2) + np.exp(1)) / np.exp(scores[0]).sum())
+    e1 = np.log((np.exp(3) + np.exp(1)) / (np.exp(0.5) + np.exp(3) + np.exp(1)))
+    got = call(infonce_loss, scores, labels=labels, where=where, multi_positive="any", reduce_fn=None)
+    np.testing.assert_allclose(got, [-e0, -e1], rtol=RTOL)
+    each0 = 0.5 * (_softplus(np.log(np.exp(0) + np.exp(-1)) - 2) + _softplus(np.log(np.exp(0) + np.exp(-1)) - 1))
+    got = call(infonce_loss, scores, labels=labels, where=where, reduce_fn=None)
+    np.testing.assert_allclose(got[0], each0, rtol=RTOL)
+
+
+def test_infonce_rejects_bad_layout():
+    with pytest.raises(ValueError, match="group_size"):
+        call(infonce_loss, np.zeros((4, 6), np.float32), group_size=2)
+    with pytest.raises(ValueError, match="multi_positive"):
+        call(infonce_loss, np.zeros((2, 2), np.float32), multi_positive="all")
+
+
+def test_soft_infonce_with_positive_aware_filter_by_hand():
+    scores = np.array([[1.0, 0.5, 0.2, -0.3, 0.8]], np.float32)
+    teacher = np.array([[5.0, 4.9, 3.0, 1.0, 6.0]], np.float32)
+    # positive = column 0 (diagonal); margin 0.5 drops col 1 (4.9 > 4.5) and col 4 (6 > 4.5).
+    keep = np.array([0, 2, 3])
+    p = scipy.special.softmax(teacher[0, keep] / 2.0)
+    expected = -np.sum(p * _log_softmax(scores[0, keep] / 0.5))
+    got = call(soft_infonce_loss, scores, teacher, temperature=0.5, teacher_temperature=2.0, negative_margin=0.5)
+    np.testing.assert_allclose(got, expected, rtol=RTOL)
+    # Ratio filter 0.95 * 5 = 4.75 drops the same columns.
+    got = call(soft_infonce_loss, scores, teacher, temperature=0.5, teacher_temperature=2.0, negative_ratio=0.95)
+    np.testing.assert_allclose(got, expected, rtol=RTOL)
+    # No filter: all five columns.
+    p = scipy.special.softmax(teacher[0] / 0.5)
+    np.testing.assert_allclose(call(soft_infonce_loss, scores, teacher, temperature=0.5),
+                               -np.sum(p * _log_softmax(scores[0] / 0.5)), rtol=RTOL)
+
+
+def test_soft_infonce_with_one_hot_teacher_is_infonce():
+    r = _rng(9)
+    scores = r.normal(size=(4, 4)).astype(np.float32)
+    teacher = np.eye(4, dtype=np.float32) * 1e3
+    np.testing.assert_allclose(call(soft_infonce_loss, scores, teacher, temperature=0.1, teacher_temperature=1.0),
+                               call(infonce_loss, scores, temperature=0.1), rtol=RTOL)
+
+
+def test_e2rank_matches_numpy_port():
+    r = _rng(10)
+    b, k, dim = 3, 5, 6
+    q = r.normal(size=(b, dim))
+    q /= np.linalg.norm(q, axis=-1, keepdims=True)
+    d = r.normal(size=(b * k, dim))
+    d /= np.linalg.norm(d, axis=-1, keepdims=True)
+    cos = (q @ d.T).astype(np.float32)  # [B, B*K]; positive of query i at column i*K
+    pq = r.normal(size=(b, dim))
+    pq /= np.linalg.norm(pq, axis=-1, keepdims=True)
+    rerank = np.einsum("bd,bkd->bk", pq, d.reshape(b, k, dim)).astype(np.float32)
+    teacher_rank = np.stack([r.permutation(k) for _ in range(b)])  # rank position of each candidate
+    rel = (k - teacher_rank).astype(np.float32)
+    # E2Rank: CE(scores / tau, i*K) + lambda * BCEWithLogits over all pairs of the batch with rel_i > rel_j.
+    ce = np.mean([-_log_softmax(cos[i] / 0.03)[i * k] for i in range(b)])
+    pair_terms = [_softplus(-10.0 * (rerank[x, i] - rerank[x, j])) for x in range(b) for i in range(k)
+                  for j in range(k) if rel[x, i] > rel[x, j]]
+    expected = ce + 2.0 * np.mean(pair_terms)
+    got = call(e2rank_loss, cos, rerank, rel, group_size=k)
+    np.testing.assert_allclose(got, expected, rtol=1e-4)
+
+
+# ---------------------------------------------------------------------------------------------------- CoDiEmb
+def test_pearson_matches_scipy_and_weighted_numpy():
+    r = _rng(11)
+    x, y = r.normal(size=(2, 9)), r.normal(size=(2, 9))
+    expected = np.mean([1 - scipy.stats.pearsonr(x[i], y[i])[0] for i in range(2)])
+    np.testing.assert_allclose(call(pearson_loss, x.astype(np.float32), y.astype(np.float32)), expected, rtol=1e-4)
+    w = r.uniform(0.5, 2.0, size=9)
+    cov = np.cov(x[0], y[0], aweights=w, bias=True)
+    expected_w = 1 - cov[0, 1] / np.sqrt(cov[0, 0] * cov[1, 1])
+    np.testing.assert_allclose(call(pearson_loss, x[0].astype(np.float32), y[0].astype(np.float32), weights=w),
+                               expected_w, rtol=1e-4)
+    # Constant gold scores: no correlation, excluded (CoDiEmb returns 0).
+    xs = np.stack([x[0], x[1]]).astype(np.float32)
+    ys = np.stack([y[0], np.full(9, 0.3)]).astype(np.float32)
+    np.testing.assert_allclose(call(pearson_loss, xs, ys), 1 - scipy.stats.pearsonr(x[0], y[0])[0], rtol=1e-4)
+    np.testing.assert_allclose(call(pearson_loss, xs, ys, reduce_fn=None)[1], 0.0)
+
+
+def _rank_kl_codiemb(pred, true, temperature=0.05):
+    ranks = scipy.stats.rankdata(-true, method="average") - 1
+    n = len(true)
+    target = (n - 1 - ranks) / (n - 1) if n > 1 else np.zeros(1)
+    p = scipy.special.softmax(target / temperature)
+    return np.sum(p * (np.log(p) - _log_softmax(pred / temperature)))
+
+
+def test_rank_kl_matches_codiemb_port_with_ties():
+    r = _rng(12)
+    pred = r.uniform(-1, 1, size=7)
+    true = np.array([3.0, 1.0, 1.0, 4.0, 0.0, 3.0, 2.5])
+    np.testing.assert_allclose(call(rank_kl_loss, pred.astype(np.float32), true.astype(np.float32)),
+                               _rank_kl_codiemb(pred, true), rtol=1e-4)
+    # Masked items are dropped before ranking.
+    where = np.array([True, True, False, True, True, False, True])
+    np.testing.assert_allclose(call(rank_kl_loss, pred.astype(np.float32), true.astype(np.float32), where=where),
+                               _rank_kl_codiemb(pred[where], true[where]), rtol=1e-4)
+
+
+def _pro_codiemb(pred, true, eps=1e-8, temperature=0.05):
+    pred = pred / temperature
+    order = np.argsort(-true, kind="stable")
+    yt, yp = true[order], pred[order]
+    total, count = 0.0, 0
+    for k in range(len(yt) - 1):
+        mask = (yt[k] - yt[k + 1:]) > eps
+        if not mask.any():
+            continue
+        wneg = yt[k] - yt[k + 1:][mask]
+        logits = np.concatenate([[yp[k] * wneg.max()], yp[k + 1:][mask] * wneg])
+        total += _log_softmax(logits)[0]
+        count += 1
+    return -total / count
+
+
+def test_pro_matches_codiemb_sorted_loop():
+    r = _rng(13)
+    pred = r.uniform(-1, 1, size=8)
+    true = np.array([0.9, 0.1, 0.5, 0.5, 0.0, 0.7, 0.1, 0.3])
+    got = call(pro_loss, pred.astype(np.float32), true.astype(np.float32))
+    np.testing.assert_allclose(got, _pro_codiemb(pred, true), rtol=1e-4)
+    assert float(call(pro_loss, pred.astype(np.float32), np.zeros(8, np.float32))) == 0.0  # no ordered pair
+
+
+# ---------------------------------------------------------------------------------------------------- generic checks
+def _list_case(fn, n_extra_arrays=1, **kw):
+    """Case for f(scores [B, n], *others [B, n], where=[B, n]); returns (fn, arrays, axis)."""
+    r = _rng(20)
+    arrays = [r.normal(size=(3, 5)).astype(np.float32) for _ in range(1 + n_extra_arrays)]
+    arrays[1] = np.round(arrays[1] * 2) if fn in (pearson_loss, rank_kl_loss, pro_loss) else arrays[1]
+    return functools.partial(fn, **kw), arrays
+
+
+def _matrix_case(fn, n_arrays=1, **kw):
+    r = _rng(21)
+    return functools.partial(fn, **kw), [r.normal(size=(3, 5)).astype(np.float32) for _ in range(n_arrays)]
+
+
+LIST_CASES = {
+    "margin_mse_labels": _list_case(margin_mse_loss, labels=np.array([2.0, 1.0, 0.0, 1.0, 0.0])),
+    "margin_mse": _list_case(margin_mse_loss),
+    "mse_distill": _list_case(mse_distill_loss),
+    "weighted_ranknet": _list_case(weighted_ranknet_distill_loss),
+    "kl_distill": _list_case(kl_distill_loss, temperature=2.0),
+    "pearson": _list_case(pearson_loss),
+    "rank_kl": _list_case(rank_kl_loss),
+    "pro": _list_case(pro_loss),
+    "infonce_each": _matrix_case(infonce_loss, labels=np.array([1, 0, 0, 1, 0])),
+    "infonce_any": _matrix_case(infonce_loss, labels=np.array([1, 0, 0, 1, 0]), multi_positive="any"),
+    "soft_infonce": _matrix_case(soft_infonce_loss, 2, labels=np.array([1, 0, 0, 0, 0]), negative_margin=-5.0,
+                                 temperature=0.5),
+}
+BAD = np.array([np.inf, -np.inf, np.nan], np.float32)
+
+
+@pytest.mark.parametrize("name", sorted(LIST_CASES))
+def test_masked_inf_nan_padding_is_invisible(name):
+    fn, arrays = LIST_CASES[name]
+    b, n = arrays[0].shape
+    pad = np.broadcast_to(BAD, (b, 3))
+    padded = [np.concatenate([a, pad], -1) for a in arrays]
+    where = np.concatenate([np.ones((b, n), bool), np.zeros((b, 3), bool)], -1)
+    # The keyword arrays (labels) must be padded too.
+    kw = {k: (np.concatenate([np.broadcast_to(v, (b, n)), np.zeros((b, 3))], -1) if isinstance(v, np.ndarray)
+              else v) for k, v in fn.keywords.items()}
+    padded_fn = functools.partial(fn.func, **kw)
+    value, grad = jax.jit(jax.value_and_grad(lambda s, *a: padded_fn(s, *a, where=where)))(*padded)
+    value0, grad0 = jax.jit(jax.value_and_grad(fn))(*arrays)
+    np.testing.assert_allclose(value, value0, rtol=1e-5, atol=1e-6)
+    assert np.all(np.isfinite(grad))
+    np.testing.assert_array_equal(grad[:, n:], 0.0)
+    np.testing.assert_allclose(grad[:, :n], grad0, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", sorted(LIST_CASES))
+def test_all_masked_row_is_excluded_with_zero_grads(name):
+    fn, arrays = LIST_CASES[name]
+    where = np.ones(arrays[0].shape, bool)
+    where[1] = False
+    bad = [a.copy() for a in arrays]
+    for a in bad:
+        a[1] = np.nan
+    value_and_grad = jax.jit(jax.value_and_grad(lambda s, w, *a: fn(s, *a, where=w)))
+    value, grad = value_and_grad(bad[0], where, *bad[1:])
+    expected = jax.jit(fn)(*[a[[0, 2]] for a in arrays])
+    np.testing.assert_allclose(value, expected, rtol=1e-5, atol=1e-6)
+    assert np.all(np.isfinite(grad))
+    np.testing.assert_array_equal(grad[1], 0.0)
+    # Everything masked: 0 with zero gradients.
+    value, grad = value_and_grad(bad[0], np.zeros_like(where), *bad[1:])
+    assert float(value) == 0.0
+    np.testing.assert_array_equal(grad, 0.0)
+
+
+@pytest.mark.parametrize("name", sorted(LIST_CASES))
+def test_jit_equals_eager_and_vmap_equals_batch(name):
+    fn, arrays = LIST_CASES[name]
+    eager = fn(*arrays, reduce_fn=None)
+    np.testing.assert_allclose(jax.jit(functools.partial(fn, reduce_fn=None))(*arrays), eager, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(jax.jit(fn)(*arrays), fn(*arrays), rtol=1e-5, atol=1e-6)
+    if fn.func in (infonce_loss, soft_infonce_loss):
+        # Score-matrix losses: vmap over a leading batch of matrices.
+        stacked = [np.stack([a, a[::-1]]) for a in arrays]
+        per = jax.jit(jax.vmap(lambda *xs: fn(*xs, reduce_fn=None)))(*stacked)
+        np.testing.assert_allclose(per, call(fn, *stacked, reduce_fn=None), rtol=1e-5, atol=1e-6)
+        return
+    per = jax.jit(jax.vmap(lambda *xs: fn(*xs, reduce_fn=None)))(*arrays)
+    np.testing.assert_allclose(per, eager, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(jnp.sum(eager), call(fn, *arrays, reduce_fn=jnp.sum), rtol=1e-5, atol=1e-5)
+
+
+def test_e2rank_masks_and_transforms():
+    r = _rng(22)
+    cos = r.normal(size=(2, 4)).astype(np.float32)
+    rerank = r.normal(size=(2, 3)).astype(np.float32)
+    rel = np.array([[2.0, 1.0, 0.0], [0.0, 2.0, 1.0]], np.float32)
+    base = e2rank_loss(cos, rerank, rel, reduce_fn=None)  # eager
+    np.testing.assert_allclose(call(e2rank_loss, cos, rerank, rel, reduce_fn=None), base, rtol=1e-5)
+    base = jnp.mean(base)
+    cos_p = np.concatenate([cos, np.full((2, 1), np.nan, np.float32)], -1)
+    rerank_p = np.concatenate([rerank, np.full((2, 1), -np.inf, np.float32)], -1)
+    rel_p = np.concatenate([rel, np.full((2, 1), np.nan, np.float32)], -1)
+    where = np.array([True] * 4 + [False])
+    rwhere = np.array([True] * 3 + [False])
+    f = lambda c, rr: e2rank_loss(c, rr, rel_p, where=where, rerank_where=rwhere)  # noqa: E731
+    value, (g1, g2) = jax.jit(jax.value_and_grad(f, argnums=(0, 1)))(cos_p, rerank_p)
+    np.testing.assert_allclose(value, base, rtol=1e-5)
+    assert np.all(np.isfinite(g1)) and np.all(np.isfinite(g2))
+    np.testing.assert_array_equal(g1[:, -1], 0.0)
+    np.testing.assert_array_equal(g2[:, -1], 0.0)
+    np.testing.assert_allclose(call(e2rank_loss, cos, rerank, rel), base, rtol=1e-5)
+    per = jax.jit(jax.vmap(functools.partial(e2rank_loss, reduce_fn=None)))(cos[None], rerank[None], rel[None])
+    np.testing.assert_allclose(jnp.mean(per[0]), base, rtol=1e-5)
+
+
+def test_registry_resolves_config_strings():
+    fn = registry.lookup("losses.kl_distill_loss(temperature=2.0)")
+    s, t = np.array([1.0, 0.0], np.float32), np.array([0.0, 1.0], np.float32)
+    np.testing.assert_allclose(fn(s, t), kl_distill_loss(s, t, temperature=2.0))
+    assert registry.lookup("losses.infonce_loss") is infonce_loss
