@@ -50,9 +50,9 @@ def test_jsonl_malformed(tmp_path):
 def test_run_round_trip_and_errors(tmp_path):
     path = data.write_run(tmp_path / "run.trec", [("q1", ["b", "a", "c"], [1.0, 3.0, 1.0]), ("q2", ["x"], [0.5])])
     lines = path.read_text().splitlines()
-    assert lines[0] == "q1 Q0 a 1 3.000000 ranking_jax"
-    assert [line.split()[2] for line in lines[:3]] == ["a", "b", "c"]  # ties by docid
-    assert data.read_run(path) == {"q1": [("a", 3.0), ("b", 1.0), ("c", 1.0)], "q2": [("x", 0.5)]}
+    assert lines[0] == "q1 Q0 a 1 3.0 ranking_jax"
+    assert [line.split()[2] for line in lines[:3]] == ["a", "c", "b"]  # ties by docid descending (trec_eval)
+    assert data.read_run(path) == {"q1": [("a", 3.0), ("c", 1.0), ("b", 1.0)], "q2": [("x", 0.5)]}
     bad = _file(tmp_path, "bad.trec", "q1 Q0 a 1 3.0 tag\nq1 Q0 b two 2.0 tag\n")
     with pytest.raises(data.DataFormatError, match=r"bad.trec:2: expected an integer rank"):
         data.read_run(bad)

@@ -173,13 +173,15 @@ def read_run(path: PathLike) -> dict[str, list[tuple[str, float]]]:
 
 
 def write_run(path: PathLike, rows: Iterable[tuple[str, Sequence[str], Sequence[float]]], *, tag: str = "ranking_jax"):
-    """Writes ``(qid, docids, scores)`` rows as a TREC run, ranked by descending score (ties by docid)."""
+    """Writes ``(qid, docids, scores)`` rows as a TREC run via :func:`ranking_jax.metrics.trec.write_run`
+    (full-precision scores in trec_eval's order: score descending, ties by docid descending)."""
+    from ranking_jax.metrics import trec
+    run: dict[str, dict[str, float]] = {}
+    for qid, docids, scores in rows:
+        run.setdefault(qid, {}).update(zip(docids, map(float, scores)))
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", encoding="utf-8") as f:
-        for qid, docids, scores in rows:
-            ranked = sorted(zip(docids, scores), key=lambda x: (-x[1], x[0]))
-            f.writelines(f"{qid} Q0 {d} {r} {s:.6f} {tag}\n" for r, (d, s) in enumerate(ranked, 1))
+    trec.write_run(path, run, tag=tag)
     return path
 
 
