@@ -1,0 +1,66 @@
+"""Pieces the model families share: building an encoder from a config or a pretrained dir, dense heads."""
+
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+from typing import Any, Sequence
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from ranking_jax.models import pretrained as hf
+from ranking_jax.models.encoder import BertConfig, Encoder, mixed_einsum
+
+
+def resolve_pretrained(pretrained: str | pathlib.Path | None) -> pathlib.Path | None:
+    """``"minilm"`` -> the installed all-MiniLM-L6-v2 directory; a path stays a path."""
+    if pretrained is None:
+        return None
+    if str(pretrained).lower() in ("minilm", "all-minilm-l6-v2"):
+        from ranking_jax.assets import minilm_path
+        return minilm_path()
+    return pathlib.Path(pretrained)
+
+
+def make_encoder(*, pretrained: str | pathlib.Path | None = None, config: BertConfig | dict | None = None,
+                 dtype: str = "float32", remat: bool = False, include: Sequence[str] | None = None,
+                 exclude: Sequence[str] | None = None, rngs: nnx.Rngs, **config_overrides: Any) -> Encoder:
+    """An encoder from ``pretrained`` (dir or "minilm"; weights loaded) or from ``config`` (random init)."""
+    path = resolve_pretrained(pretrained)
+    if path is not None:
+        if config is not None:
+            raise ValueError("give either pretrained= or config=, not both (override fields with keywords)")
+        base, tensors = hf.load_checkpoint(path)
+    else:
+        base, tensors = (config if isinstance(config, BertConfig) else BertConfig(**(config or {}))), None
+    if config_overrides:
+        unknown = set(config_overrides) - {f.name for f in dataclasses.fields(BertConfig)}
+        if unknown:
+            raise TypeError(f"unknown encoder option(s) {sorted(unknown)}; BertConfig fields are "
+                            f"{[f.name for f in dataclasses.fields(BertConfig)]}")
+        base = dataclasses.replace(base, **config_overrides)
+    encoder = Encoder(base, dtype=dtype, remat=remat, rngs=rngs)
+    if tensors is not None:
+        hf.load_encoder_weights(encoder, tensors, include=include, exclude=exclude)
+    return encoder
+
+
+class Dense(nnx.Module):
+    """``y = x W + b`` with ``W`` named ``(in_name, out_name)``; float32 or bf16-input matmul."""
+
+    def __init__(self, n_in: int, n_out: int, *, use_bias: bool = True, names=("embed", None),
+                 init_std: float = 0.02, rngs: nnx.Rngs):
+        init = nnx.initializers.truncated_normal(stddev=init_std)
+        self.kernel = nnx.Param(nnx.with_partitioning(init, names)(rngs.params(), (n_in, n_out), jnp.float32))
+        self.bias = (nnx.Param(nnx.with_partitioning(nnx.initializers.zeros_init(), (names[1],))(
+            rngs.params(), (n_out,), jnp.float32)) if use_bias else None)
+
+    def __call__(self, x: jax.Array, dtype: Any = jnp.float32) -> jax.Array:
+        y = mixed_einsum("...i,io->...o", x, self.kernel[...], dtype)
+        return y if self.bias is None else y + self.bias[...]
+
+
+def compute_dtype(encoder: Encoder):
+    return jnp.bfloat16 if encoder.dtype == "bfloat16" else jnp.float32
