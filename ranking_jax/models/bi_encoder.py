@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import copy
 import pathlib
 from typing import Any, Sequence
 
 import jax
-import jax.numpy as jnp
 from flax import nnx
 
 from ranking_jax import scoring

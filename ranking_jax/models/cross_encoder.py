@@ -10,7 +10,7 @@ import numpy as np
 from flax import nnx
 
 from ranking_jax.models import pretrained as hf
-from ranking_jax.models._common import Dense, compute_dtype, make_encoder, resolve_pretrained
+from ranking_jax.models._common import Dense, make_encoder, resolve_pretrained
 from ranking_jax.models.encoder import BertConfig, Encoder, dropout
 
 __all__ = ["CrossEncoder", "cross_encoder"]

@@ -146,6 +146,8 @@ def _fast_bits(key: jax.Array, shape: tuple[int, ...]) -> jax.Array:
     A counter-based hash, elementwise and partitionable: XLA fuses it into the consumer, where threefry
     costs ~30 ns per 32-bit word on CPU (as much as the matmuls of a train step).
     """
+    if math.prod(shape) >= 2 ** 32:
+        raise ValueError(f"dropout on {math.prod(shape)} elements exceeds the 2^32 counter; split the array")
     words = jax.random.key_data(key).reshape(-1).astype(jnp.uint32)
     i = jax.lax.iota(jnp.uint32, math.prod(shape)).reshape(shape)
     h = _fmix32((i * jnp.uint32(0x9E3779B1)) ^ words[0])

@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from ranking_jax.models._common import Dense, compute_dtype, make_encoder
+from ranking_jax.models._common import Dense, make_encoder
 from ranking_jax.models.encoder import BertConfig, Encoder, dropout
 
 __all__ = ["PreTT", "prett"]

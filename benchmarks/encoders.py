@@ -1,0 +1,219 @@
+"""MiniLM-L6 encoders, ranking_jax vs PyTorch on the same weights, shapes and thread count, in one run.
+
+    .venv-bench/bin/python benchmarks/encoders.py [--steps 5] [--texts 1000] [--repeats 3]
+
+(setup: see benchmarks/requirements.txt; the bench venv holds torch + sentence-transformers + ranking_jax's
+requirements.) Reports medians and same-run ratios:
+  1. peak: jitted float32 2048x2048 matmul GFLOP/s on this CPU (the denominator of "% of peak");
+  2. train step of the cross-encoder (BERT_CAT on all-MiniLM-L6-v2): 32 pairs x 256 real tokens, dropout on,
+     listwise softmax loss over 4 queries x 8 candidates, AdamW; JAX float32 and bf16-matmul vs torch float32
+     (transformers BertModel, sdpa attention); FLOPs = 3 x forward matmul FLOPs;
+  3. bi-encoder encoding of SciFact abstracts (max 256 tokens, batch 32, mean pooling + normalize), whole
+     process incl. start-up: `python -m ranking_jax.encode` vs a sentence-transformers `encode` script.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+B, L, T = 4, 8, 256  # 32 pairs x 256 tokens
+
+
+def timed(fn, n, warmup=1):
+    for _ in range(warmup):
+        fn()
+    out = []
+    for _ in range(n):
+        t = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t)
+    return out
+
+
+def matmul_peak():
+    import jax
+    import jax.numpy as jnp
+    n = 2048
+    a = jax.random.normal(jax.random.key(0), (n, n))
+    b = jax.random.normal(jax.random.key(1), (n, n))
+    f = jax.jit(lambda a, b: a @ b)
+    ts = timed(lambda: f(a, b).block_until_ready(), 9, warmup=2)
+    return 2 * n ** 3 / min(ts) / 1e9
+
+
+def train_flops():
+    d, f, layers = 384, 1536, 6
+    per_token = 2 * (4 * d * d + 2 * d * f) + 4 * T * d  # projections + MLP + QK^T and PV
+    return 3 * layers * per_token * T * B * L
+
+
+def make_batch():
+    rng = np.random.default_rng(0)
+    ids = rng.integers(1000, 30000, (B, L, T)).astype(np.int32)
+    ids[..., 0], ids[..., 31], ids[..., -1] = 101, 102, 102
+    types = np.zeros((B, L, T), np.int32)
+    types[..., 32:] = 1
+    return {"pair_ids": ids, "pair_mask": np.ones((B, L, T), np.int32), "pair_type_ids": types,
+            "labels": rng.integers(0, 3, (B, L)).astype(np.float32), "mask": np.ones((B, L), bool)}
+
+
+def jax_train(path, dtype, steps):
+    import jax
+    import jax.numpy as jnp
+    import optax
+    from flax import nnx
+    from ranking_jax.models import cross_encoder
+    model = cross_encoder(pretrained=path, dtype=dtype)
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+    tx = optax.adamw(1e-5)
+    opt = tx.init(params)
+
+    def loss_fn(p, batch, key):
+        s = nnx.merge(graphdef, p, rest)(batch, deterministic=False, rngs=nnx.Rngs(dropout=key))
+        return -jnp.mean(jnp.sum(jax.nn.softmax(batch["labels"]) * jax.nn.log_softmax(s), -1))
+
+    def step(p, o, batch, key):
+        loss, g = jax.value_and_grad(loss_fn)(p, batch, key)
+        u, o = tx.update(g, o, p)
+        return optax.apply_updates(p, u), o, loss
+
+    step = jax.jit(step, donate_argnums=(0, 1))
+    batch = jax.device_put(make_batch())
+    state = {"p": params, "o": opt, "i": 0}
+
+    def run():
+        state["p"], state["o"], loss = step(state["p"], state["o"], batch, jax.random.key(state["i"]))
+        state["i"] += 1
+        loss.block_until_ready()
+
+    t = time.perf_counter()
+    run()
+    compile_s = time.perf_counter() - t
+    return timed(run, steps, warmup=0), compile_s
+
+
+def torch_train(path, steps, threads):
+    import torch
+    from transformers import BertModel
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    bert = BertModel.from_pretrained(str(path), add_pooling_layer=False)
+    head = torch.nn.Linear(bert.config.hidden_size, 1)
+    bert.train()
+    opt = torch.optim.AdamW(list(bert.parameters()) + list(head.parameters()), lr=1e-5)
+    b = make_batch()
+    ids, mask, types = (torch.from_numpy(b[k].reshape(B * L, T)).long() for k in
+                        ("pair_ids", "pair_mask", "pair_type_ids"))
+    labels = torch.from_numpy(b["labels"])
+
+    def run():
+        opt.zero_grad(set_to_none=True)
+        h = bert(input_ids=ids, attention_mask=mask, token_type_ids=types).last_hidden_state
+        s = head(h[:, 0]).view(B, L)
+        loss = -(torch.softmax(labels, -1) * torch.log_softmax(s, -1)).sum(-1).mean()
+        loss.backward()
+        opt.step()
+
+    return timed(run, steps, warmup=1), bert.config._attn_implementation
+
+
+ST_SCRIPT = """
+import sys, numpy as np
+from sentence_transformers import SentenceTransformer
+import torch; torch.set_num_threads(int(sys.argv[4]))
+texts = open(sys.argv[2], encoding="utf-8").read().split("\\n")[:-1]
+m = SentenceTransformer(sys.argv[1], device="cpu"); m.max_seq_length = 256
+np.save(sys.argv[3], m.encode(texts, batch_size=32, normalize_embeddings=True))
+"""
+
+
+def encode_texts(n):
+    rows = []
+    with open(ROOT.parent / "shared" / "data" / "scifact" / "corpus.jsonl", encoding="utf-8") as f:
+        for line in f:
+            d = json.loads(line)
+            rows.append((d.get("title", "") + " " + d.get("text", "")).replace("\n", " ").strip())
+            if len(rows) == n:
+                break
+    return rows
+
+
+def run_process(cmd, env):
+    t = time.perf_counter()
+    subprocess.run(cmd, check=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - t
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--steps", type=int, default=5)
+    p.add_argument("--texts", type=int, default=1000)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--skip-train", action="store_true")
+    p.add_argument("--skip-encode", action="store_true")
+    args = p.parse_args()
+    from ranking_jax.assets import minilm_path
+    path = minilm_path()
+    threads = os.cpu_count()
+    print(f"machine: {os.cpu_count()} CPU threads visible; load average {os.getloadavg()}; torch threads={threads}")
+    peak = matmul_peak()
+    print(f"jitted f32 2048^3 matmul peak: {peak:.0f} GFLOP/s")
+    rows = []
+    if not args.skip_train:
+        flops = train_flops()
+        res = {}
+        # interleave frameworks so background load hits both alike
+        for name, fn in [("jax f32", lambda: jax_train(path, "float32", args.steps)),
+                         ("torch f32", lambda: torch_train(path, args.steps, threads)),
+                         ("jax bf16-matmul", lambda: jax_train(path, "bfloat16", args.steps))]:
+            ts, extra = fn()
+            res[name] = statistics.median(ts)
+            print(f"train {name}: steps {[round(t, 2) for t in ts]} median {res[name]:.2f}s "
+                  f"({extra if isinstance(extra, str) else f'first call incl. compile {extra:.1f}s'})", flush=True)
+        for name, t in res.items():
+            rows.append((f"train step ({name})", f"{B * L / t:.2f} pairs/s", f"{res['torch f32'] / t:.2f}x",
+                         f"{flops / t / 1e9:.0f} GFLOP/s = {100 * flops / t / 1e9 / peak:.0f}% of peak"))
+    if not args.skip_encode:
+        texts = encode_texts(args.texts)
+        with tempfile.TemporaryDirectory() as tmp:
+            inp = pathlib.Path(tmp) / "texts.txt"
+            inp.write_text("\n".join(texts) + "\n", encoding="utf-8")
+            env = dict(os.environ, PYTHONPATH=str(ROOT), TOKENIZERS_PARALLELISM="true")
+            cmds = {"sentence-transformers": [sys.executable, "-c", ST_SCRIPT, str(path), str(inp),
+                                              f"{tmp}/st.npy", str(threads)],
+                    "ranking_jax f32": [sys.executable, "-m", "ranking_jax.encode", "--model", str(path), "--input",
+                                        str(inp), "--output", f"{tmp}/jax.npy", "--normalize"],
+                    "ranking_jax bf16": [sys.executable, "-m", "ranking_jax.encode", "--model", str(path), "--input",
+                                         str(inp), "--output", f"{tmp}/jaxbf16.npy", "--normalize", "--dtype",
+                                         "bfloat16"]}
+            times = {k: [] for k in cmds}
+            for _ in range(args.repeats):
+                for k, c in cmds.items():
+                    times[k].append(run_process(c, env))
+            st = np.load(f"{tmp}/st.npy")
+            for k, f in [("ranking_jax f32", "jax.npy"), ("ranking_jax bf16", "jaxbf16.npy")]:
+                print(f"encode {k}: max |jax - sentence-transformers| = {np.abs(np.load(f'{tmp}/{f}') - st).max():.2e}")
+        med = {k: statistics.median(v) for k, v in times.items()}
+        for k, v in times.items():
+            print(f"encode {k}: {[round(t, 1) for t in v]} s, median {med[k]:.1f}s", flush=True)
+            rows.append((f"encode {len(texts)} texts, whole process ({k})", f"{len(texts) / med[k]:.1f} texts/s",
+                         f"{med['sentence-transformers'] / med[k]:.2f}x", ""))
+    print("\n| benchmark | throughput | vs PyTorch | FLOP/s |\n|---|---|---|---|")
+    for r in rows:
+        print("| " + " | ".join(r) + " |")
+
+
+if __name__ == "__main__":
+    main()
