@@ -8,6 +8,8 @@
     data                                 task-specific
     train                                num_steps, accum_steps, log/eval/checkpoint intervals
     evals, early_stopping                measures; metric/patience/mode
+    tcm                                  metric_learning: weight (0 off, 1 = L_base + L_TCM), m_pos/m_neg, lambdas
+    preference.objective                 preference: "ranking" (any ranking loss on [B, 2]) | "dpo" (DPO family)
     resume, init                         resume order: workdir > resume > init (model.pretrained) > scratch
 """
 
@@ -64,6 +66,37 @@ def text_ranking(family: str, *, collection: str = "chatterbot") -> ConfigDict:
                    "train_depth": 100, "eval_depth": 50, "query_length": 32, "doc_length": 128,
                    "max_positives": 1, "list_size": 8, "eval_list_size": 50, "batch_size": 8, "eval_batch_size": 8})
     c.optimizer.name = "adamw"
+    c.optimizer.learning_rate = 3e-5
+    c.optimizer.schedule = "linear"
+    c.optimizer.warmup_steps = 10
+    c.optimizer.total_steps = c.train.get_ref("num_steps")
+    c.optimizer.grad_clip_norm = 1.0
+    c.optimizer.weight_decay = 0.01
+    return c
+
+
+def metric_learning(dataset: str = "digits") -> ConfigDict:
+    """An MLP embedder on an ``image_classes`` open-world split: m-per-class batches, base loss (+ TCM)."""
+    c = base("metric_learning")
+    c.model = ConfigDict({"name": "mlp_embedder", "hidden": (256,), "dim": 64, "normalize": True})
+    c.loss = "losses.multi_similarity_loss"
+    c.tcm = ConfigDict({"weight": 0.0, "m_pos": 0.9, "m_neg": 0.5, "lambda_pos": 1.0, "lambda_neg": 1.0})
+    c.data.update({"dataset": dataset, "manual_dir": "", "train_split": "train", "eval_split": "test",
+                   "batch_size": 64, "classes_per_batch": 4, "eval_batch_size": 256, "max_eval_images": 0})
+    c.evals = ConfigDict({"recall_at": (1, 2, 4, 8)})
+    c.optimizer.learning_rate = 1e-3
+    return c
+
+
+def preference(objective: str = "ranking") -> ConfigDict:
+    """A MiniLM cross-encoder scoring (prompt, chosen) and (prompt, rejected) as a list of two."""
+    c = base("preference")
+    c.model = ConfigDict({"name": "cross_encoder", "pretrained": "minilm"})
+    c.loss = "losses.pairwise_logistic_loss"
+    c.preference = ConfigDict({"objective": objective})
+    c.data.update({"manual_dir": "", "reward_model": "", "train_split": "train", "eval_split": "test",
+                   "prompt_length": 32, "response_length": 64, "batch_size": 16, "eval_batch_size": 64})
+    c.evals = ConfigDict()
     c.optimizer.learning_rate = 3e-5
     c.optimizer.schedule = "linear"
     c.optimizer.warmup_steps = 10

@@ -27,7 +27,7 @@ from ranking_jax import sharding
 from ranking_jax.data.pipeline import trim_padding
 from ranking_jax.metrics import trec
 
-__all__ = ["RerankEvaluator", "RetrievalEvaluator", "exact_topk", "main"]
+__all__ = ["RerankEvaluator", "RetrievalEvaluator", "EmbeddingEvaluator", "PreferenceEvaluator", "exact_topk", "main"]
 
 
 # ----------------------------------------------------------------------------------------- evaluators
@@ -154,6 +154,96 @@ class RetrievalEvaluator:
         if self.run_path is not None:
             trec.write_run(self.run_path, run, tag=self.tag)
         return trec.evaluate(self.qrels, run, self.measures)
+
+
+_INPUTS = ("pair_", "query_", "doc_", "prompt_", "chosen_ids", "chosen_mask", "rejected_ids", "rejected_mask",
+           "images", "features")
+
+
+def _collect(fn: Callable, model, batches: Iterable[Mapping[str, np.ndarray]], rows: Callable, mesh, rules
+             ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """``fn(model, batch)`` over ``batches`` (sharded on the batch axis): the outputs and the batches' other
+    fields except the model inputs (tokens, images), concatenated over the rows that ``rows(batch)`` (bool
+    ``[B]``) keeps."""
+    outputs, fields = [], collections.defaultdict(list)
+    with jax.set_mesh(mesh), sharding.axis_rules(rules):
+        for batch in batches:
+            keep = rows(batch)
+            out = np.asarray(jax.device_get(fn(model, sharding.shard_batch(trim_padding(dict(batch)), mesh, rules))))
+            outputs.append(out[keep])
+            for k, v in batch.items():
+                if not k.startswith(_INPUTS):
+                    fields[k].append(np.asarray(v)[keep])
+    if not outputs:
+        raise ValueError("the evaluation split yielded no batches")
+    return np.concatenate(outputs), {k: np.concatenate(v) for k, v in fields.items()}
+
+
+class EmbeddingEvaluator:
+    """Metric learning on held-out (open-world) classes: embeds every item with ``model(batch) -> [B, D]`` and
+    returns leave-one-out Recall@k (``R@k``), OPIS and epsilon-OPIS (:mod:`ranking_jax.metrics.metric_learning`).
+
+    ``batches()`` yields ``{images, class_labels, mask [B]}`` (padding rows masked); ``out_path`` (``.npz``)
+    keeps the last embeddings and labels.
+    """
+
+    def __init__(self, batches: Callable[[], Iterable[Mapping[str, np.ndarray]]], *, mesh,
+                 rules=sharding.DEFAULT_RULES, ks: Sequence[int] = (1, 2, 4, 8), distance: str = "cosine",
+                 epsilon: float = 0.05, out_path: Union[str, pathlib.Path, None] = None):
+        self.batches, self.mesh, self.rules, self.ks = batches, mesh, rules, tuple(ks)
+        self.distance, self.epsilon, self.out_path = distance, epsilon, out_path
+        self._embed = _jitted(lambda m, b: m(b, deterministic=True))
+
+    def embed(self, model) -> tuple[np.ndarray, np.ndarray]:
+        """``(embeddings [N, D], class labels [N])`` of the real rows, in split order."""
+        emb, fields = _collect(self._embed, model, self.batches(), lambda b: np.asarray(b["mask"], bool), self.mesh,
+                               self.rules)
+        return emb.astype(np.float32), fields["class_labels"]
+
+    def __call__(self, model) -> dict[str, float]:
+        from ranking_jax.metrics import metric_learning as ml
+
+        emb, labels = self.embed(model)
+        if self.out_path is not None:
+            np.savez(self.out_path, embeddings=emb, class_labels=labels)
+        recalls = ml.recall_at_k(emb, labels, k=list(self.ks), distance=self.distance)
+        out = {f"R@{k}": float(r) for k, r in zip(self.ks, recalls)}
+        out["opis"] = float(ml.opis(emb, labels, distance=self.distance))
+        out["eps_opis"] = float(ml.eps_opis(emb, labels, epsilon=self.epsilon, distance=self.distance))
+        return out
+
+
+class PreferenceEvaluator:
+    """Preference pairs scored as a list of two, ``model(batch) -> [B, 2]`` (column 0 chosen, 1 rejected):
+    ``accuracy`` = share of non-tied pairs with ``s_chosen >= s_rejected`` (:func:`ranking_jax.metrics.
+    ranking_accuracy`), ``margin`` = mean ``s_chosen - s_rejected``, and ``loss`` = ``objective(scores, batch)``
+    (the training objective) over all pairs at once, when given.
+
+    ``batches()`` yields preference batches with pair fields (``data.preference_pipeline(pairs=True)``).
+    """
+
+    def __init__(self, batches: Callable[[], Iterable[Mapping[str, np.ndarray]]], *, mesh,
+                 rules=sharding.DEFAULT_RULES, objective: Optional[Callable] = None):
+        self.batches, self.mesh, self.rules, self.objective = batches, mesh, rules, objective
+        self._score = _jitted(lambda m, b: m(b, deterministic=True))
+
+    def scores(self, model) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """``(scores [N, 2], other batch fields [N, ...])`` of the real pairs, in split order."""
+        scores, fields = _collect(self._score, model, self.batches(), lambda b: np.asarray(b["mask"])[:, 0],
+                                  self.mesh, self.rules)
+        return scores.astype(np.float32), fields
+
+    def __call__(self, model) -> dict[str, float]:
+        from ranking_jax.metrics import ranking_accuracy
+
+        scores, fields = self.scores(model)
+        untied = ~fields["tie"]
+        out = {"accuracy": float(ranking_accuracy(scores[:, 0], scores[:, 1], where=untied)),
+               "margin": float(np.mean(scores[:, 0] - scores[:, 1]))}
+        if self.objective is not None:
+            batch = {k: jnp.asarray(v) for k, v in fields.items() if not k.startswith("pair_")}
+            out["loss"] = float(self.objective(jnp.asarray(scores), batch))
+        return out
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

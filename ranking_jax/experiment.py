@@ -18,6 +18,7 @@ import time
 from typing import Any, Callable, Mapping
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
@@ -31,10 +32,15 @@ TEXT_FAMILIES = {"cross_encoder": "cross_encoder", "bi_encoder": "bi_encoder", "
 
 @dataclasses.dataclass
 class Task:
-    """What ``train_and_evaluate`` needs besides the model: data, evaluators and the loss inputs."""
+    """What ``train_and_evaluate`` needs besides the model: data, evaluators and the loss inputs.
+
+    ``objective(outputs, batch) -> loss`` replaces the ranking loss ``config.loss(scores, labels, where=mask)``
+    for tasks whose loss reads more of the batch (see :func:`objective_loss_fn`).
+    """
     train_data: Any
     evaluators: dict[str, Callable]
     model_kwargs: dict = dataclasses.field(default_factory=dict)
+    objective: Callable | None = None
 
 
 def rules_from(config) -> tuple:
@@ -200,7 +206,171 @@ def letor_task(config, workdir: pathlib.Path, mesh, rules) -> Task:
     return Task(train_data, evaluators, model_kwargs={"num_features": int(train_records[0]["features"].shape[-1])})
 
 
-TASKS: dict[str, Callable[..., Task]] = {"text_ranking": text_ranking_task, "letor": letor_task}
+# ------------------------------------------------------------------------ tasks with their own objective
+def objective_loss_fn(model: train.Model, objective: Callable) -> Callable:
+    """``loss_fn(params, batch, rng) -> (objective(outputs, batch), outputs)`` (the contract of
+    ``train.make_loss_fn``): the model's outputs in training mode (dropout keyed by ``rng``), then the task's
+    objective, which reads what it needs from the batch."""
+    def loss_fn(params, batch, rng):
+        outputs = model.merge(params)(batch, deterministic=False, rngs=nnx.Rngs(dropout=rng)).astype(jnp.float32)
+        return objective(outputs, batch), outputs
+
+    return loss_fn
+
+
+def metric_learning_objective(loss: Callable, *, tcm: Mapping[str, float] | None = None) -> Callable:
+    """``loss(embeddings, class_labels, where=mask) + weight * tcm_regularizer(...)``: Zhang et al. (ICLR 2024)
+    add TCM to any base loss, ``L = L_base + L_TCM`` (``weight`` 1; ``lambda_pos``/``lambda_neg``, ``m_pos``/
+    ``m_neg`` are the regularizer's own keywords). ``tcm=None`` or ``weight`` 0: the base loss alone."""
+    from ranking_jax.losses import tcm_regularizer
+
+    options = dict(tcm or {})
+    weight = float(options.pop("weight", 0.0))
+
+    def objective(embeddings, batch):
+        labels, mask = batch["class_labels"], batch["mask"]
+        value = loss(embeddings, labels, where=mask)
+        if weight:
+            value = value + weight * tcm_regularizer(embeddings, labels, where=mask, **options)
+        return value
+
+    return objective
+
+
+def metric_learning_task(config, workdir: pathlib.Path, mesh, rules) -> Task:
+    """Deep metric learning with an open-world class split (``image_classes`` builder): m-per-class training
+    batches, a base loss (+ TCM), Recall@k / OPIS / eps-OPIS over the images of the held-out classes (all, or a
+    seeded sample of ``config.data.max_eval_images``: both metrics are O(N^2) in memory)."""
+    d = config.data
+    if config.optimizer.name == "tram":
+        raise ValueError("config.optimizer.name='tram' needs per-example logits [B, C]; the metric_learning task's "
+                         "model outputs embeddings [B, D]. Use adamw, sam or asam.")
+    builder = data_lib.prepare(data_lib.ImageClasses, config=d.dataset,
+                               data_dir=data_cache(config, f"image_classes-{d.dataset}-{d.manual_dir}"),
+                               manual_dir=d.manual_dir or None)
+    src = builder.as_data_source()
+    max_value = float(builder.info.metadata["max_value"])
+    train_data = data_lib.image_pipeline(src[d.train_split], batch_size=d.batch_size, train=True, seed=config.seed,
+                                         max_value=max_value, classes_per_batch=d.classes_per_batch or None)
+    eval_source = src[d.eval_split]
+    if d.max_eval_images and d.max_eval_images < len(eval_source):
+        keep = np.random.default_rng(config.seed).choice(len(eval_source), d.max_eval_images, replace=False)
+        eval_source = [eval_source[int(i)] for i in np.sort(keep)]
+    eval_pipeline = data_lib.image_pipeline(eval_source, batch_size=d.eval_batch_size, train=False,
+                                            max_value=max_value)
+    evaluators = {"embedding": evaluate.EmbeddingEvaluator(
+        lambda: (eval_pipeline[i] for i in range(len(eval_pipeline))), mesh=mesh, rules=rules,
+        ks=tuple(config.evals.recall_at), out_path=workdir / "embeddings.npz")}
+    tcm = config.get("tcm")
+    objective = metric_learning_objective(registry.lookup(config.loss), tcm=tcm.to_dict() if tcm else None)
+    num_features = int(np.prod(builder.info.features["image"].shape))
+    return Task(train_data.iterator(), evaluators, model_kwargs={"num_features": num_features}, objective=objective)
+
+
+PREFERENCE_OBJECTIVES = ("ranking", "dpo")
+
+
+def preference_objective(loss: Callable, *, objective: str, loss_inputs: Mapping[str, str] = ()) -> Callable:
+    """The preference task's loss of ``scores [B, 2]`` (column 0 chosen, 1 rejected) given the batch.
+
+    ``"ranking"``: any ranking loss on the list of two, ``loss(scores, labels, where=mask)``
+    (``pairwise_logistic_loss`` is the Bradley-Terry reward model). ``"dpo"``: a DPO-family loss with the scores
+    as the policy's log-likelihoods and ``batch["reference_scores"]`` (the initial model's) as the reference's,
+    ``loss(s_c, s_r, ref_c, ref_r, where=real untied pairs)``. ``loss_inputs`` maps further loss keywords to
+    batch keys (e.g. MADPO's ``chosen_rewards: chosen_score``).
+    """
+    if objective not in PREFERENCE_OBJECTIVES:
+        raise ValueError(f"config.preference.objective={objective!r} is unknown; use one of {PREFERENCE_OBJECTIVES}")
+    inputs = dict(loss_inputs)
+
+    def fn(scores, batch):
+        extra = {name: batch[key] for name, key in inputs.items()}
+        if objective == "ranking":
+            return loss(scores, batch["labels"], where=batch["mask"], **extra)
+        ref = batch["reference_scores"]
+        pairs = batch["mask"][:, 0] & ~batch["tie"]  # a tie states no preference
+        return loss(scores[:, 0], scores[:, 1], ref[:, 0], ref[:, 1], where=pairs, **extra)
+
+    return fn
+
+
+def similarity_reward(pretrained: str, *, scale: float = 20.0) -> Callable[[list, list], np.ndarray]:
+    """A frozen reward model ``(prompts, responses) -> scale * cos(e(prompt), e(response))`` with the zero-shot
+    mean-pooled sentence encoder ``pretrained`` (``"minilm"``: all-MiniLM-L6-v2, trained with a contrastive loss at
+    scale 20, so reward differences are that loss's logits)."""
+    from ranking_jax.encode import TextEncoder
+    from ranking_jax.models._common import resolve_pretrained
+
+    encoder = TextEncoder(resolve_pretrained(pretrained), pooling="mean", normalize=True, max_length=128)
+
+    def reward(prompts, responses):
+        texts = sorted(set(prompts) | set(responses))
+        row = {t: i for i, t in enumerate(texts)}
+        v = encoder.encode(texts)
+        return scale * np.sum(v[[row[t] for t in prompts]] * v[[row[t] for t in responses]], axis=-1)
+
+    return reward
+
+
+def preference_task(config, workdir: pathlib.Path, mesh, rules) -> Task:
+    """Pairwise preferences (``preference`` builder) scored by a cross-encoder as a list of two
+    ``[CLS] prompt [SEP] response [SEP]``; a ranking (reward-model) or DPO-family objective; preference accuracy,
+    margin and loss on the held-out split.
+
+    Data: ``config.data.manual_dir`` (``train.jsonl``/``test.jsonl``) or, when empty, the ChatterBot synthetic
+    preference set (:func:`ranking_jax.data.chatterbot.write_preferences`), with reward-model scores when
+    ``config.data.reward_model`` is set. DPO's reference is the initial model (``build_model(config)``), scored
+    once over both splits before training and carried in the batches as ``reference_scores`` ``[B, 2]``.
+    """
+    d, p = config.data, config.preference
+    if config.model.name != "cross_encoder":
+        raise ValueError(f"config.model.name={config.model.name!r}: the preference task scores "
+                         "[CLS] prompt [SEP] response [SEP] pairs and needs 'cross_encoder'")
+    if d.manual_dir:
+        source = pathlib.Path(d.manual_dir)
+    else:
+        from ranking_jax.data import chatterbot
+        reward = similarity_reward(d.reward_model) if d.reward_model else None
+        source = chatterbot.write_preferences(data_cache(config, f"chatterbot-preferences|{d.reward_model}"),
+                                              reward_fn=reward)
+    builder = data_lib.prepare(data_lib.Preference, config="jsonl",
+                               data_dir=data_cache(config, f"preference|{source.resolve()}"), manual_dir=source)
+    src = builder.as_data_source()
+    for split in (d.train_split, d.eval_split):
+        if split not in src:
+            raise ValueError(f"config.data: split {split!r} is not in {source} (has {sorted(src)})")
+    tokenizer = data_lib.TextTokenizer()
+
+    def pipeline(split, *, train: bool, extra=None):
+        return data_lib.preference_pipeline(
+            src[split], batch_size=d.batch_size if train else d.eval_batch_size, train=train, seed=config.seed,
+            prompt_length=d.prompt_length, response_length=d.response_length, tokenizer=tokenizer, pairs=True,
+            extra=extra)
+
+    batches = lambda pipe: lambda: (pipe[i] for i in range(len(pipe)))
+    extra = {d.train_split: None, d.eval_split: None}
+    if p.objective == "dpo":
+        reference = build_model(config)  # the initial model: same pretrained weights and seed as the policy's
+        for split in extra:
+            scorer = evaluate.PreferenceEvaluator(batches(pipeline(split, train=False)), mesh=mesh, rules=rules)
+            extra[split] = {"reference_scores": scorer.scores(reference)[0]}
+        del reference
+    objective = preference_objective(registry.lookup(config.loss), objective=p.objective,
+                                     loss_inputs=dict(config.get("loss_inputs", {})))
+    train_pipeline = pipeline(d.train_split, train=True, extra=extra[d.train_split])
+    missing = sorted(set(dict(config.get("loss_inputs", {})).values()) - set(train_pipeline[0]))
+    if missing:
+        raise ValueError(f"config.loss_inputs reads batch keys {missing} that the preference batches lack (they "
+                         f"have {sorted(train_pipeline[0])}); chosen_score/rejected_score need scored data: set "
+                         "config.data.reward_model or give them in the JSONL")
+    eval_pipeline = pipeline(d.eval_split, train=False, extra=extra[d.eval_split])
+    evaluators = {"preference": evaluate.PreferenceEvaluator(batches(eval_pipeline), mesh=mesh, rules=rules,
+                                                             objective=objective)}
+    return Task(train_pipeline.iterator(), evaluators, objective=objective)
+
+
+TASKS: dict[str, Callable[..., Task]] = {"text_ranking": text_ranking_task, "letor": letor_task,
+                                         "metric_learning": metric_learning_task, "preference": preference_task}
 
 
 # --------------------------------------------------------------------------------------------- run
@@ -220,8 +390,11 @@ def run_one(config, workdir: pathlib.Path, *, progress: bool = True) -> dict:
     model = build_model(config, pretrained=not resuming)
     split, params = train.split_model(model)
     tx = optim.make(config)
-    loss = registry.lookup(config.loss)
-    loss_fn = train.make_loss_fn(split, loss, loss_inputs=dict(config.get("loss_inputs", {})))
+    if task.objective is not None:
+        loss_fn = objective_loss_fn(split, task.objective)
+    else:
+        loss_fn = train.make_loss_fn(split, registry.lookup(config.loss),
+                                     loss_inputs=dict(config.get("loss_inputs", {})))
     t = config.train
     early = train.EarlyStopping(metric=config.early_stopping.metric, patience=config.early_stopping.patience,
                                 mode=config.early_stopping.mode)

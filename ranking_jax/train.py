@@ -263,7 +263,7 @@ def train_and_evaluate(*, workdir: str | pathlib.Path, model: Model, params: Any
                 f"{checkpointer.directory / str(last_good) if last_good is not None else 'none saved yet'}. "
                 "Lower the learning rate, enable clipping (config.optimizer.clip_norm) or check the data.")
         step += 1
-        examples += int(np.asarray(host_batch["labels"]).shape[0]) * jax.process_count()
+        examples += int(np.asarray(host_batch["mask"]).shape[0]) * jax.process_count()
         bar.update(1)
         if on_step is not None:
             on_step(step)

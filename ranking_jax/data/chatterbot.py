@@ -15,6 +15,9 @@ import hashlib
 import json
 import os
 import pathlib
+from typing import Callable
+
+import numpy as np
 
 PACKAGE = "chatterbot-corpus"
 VERSION = "1.3.3"
@@ -30,6 +33,22 @@ def _english_dir() -> pathlib.Path:
     return pathlib.Path(os.path.dirname(chatterbot_corpus.__file__)) / "data" / "english"
 
 
+def _exchanges():
+    """``(category, question, answer)`` of every conversation's first two turns (whitespace collapsed), in file
+    order; the category is the YAML file's name."""
+    import yaml
+
+    files = sorted(glob.glob(str(_english_dir() / "*.yml")))
+    if not files:
+        raise FileNotFoundError(f"no *.yml in {_english_dir()}; reinstall with {INSTALL} --force-reinstall")
+    for path in files:
+        for i, conv in enumerate(yaml.safe_load(open(path, encoding="utf-8"))["conversations"]):
+            if len(conv) < 2:
+                raise ValueError(f"{path}: conversation {i} has {len(conv)} turn(s); expected at least 2")
+            q, a = (" ".join(str(t).split()) for t in conv[:2])
+            yield pathlib.Path(path).stem, q, a
+
+
 def _split(qid: str, test_fraction: float) -> str:
     h = int(hashlib.sha256(qid.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
     return "test" if h < test_fraction else "train"
@@ -40,8 +59,6 @@ def write_beir(out_dir: str | pathlib.Path, *, test_fraction: float = 0.2) -> pa
 
     Idempotent: an existing complete conversion is reused.
     """
-    import yaml
-
     out = pathlib.Path(out_dir)
     done = out / ".complete"
     if done.exists():
@@ -49,17 +66,10 @@ def write_beir(out_dir: str | pathlib.Path, *, test_fraction: float = 0.2) -> pa
     queries: dict[str, str] = {}
     docs: dict[str, str] = {}
     qrels: set[tuple[str, str]] = set()
-    files = sorted(glob.glob(str(_english_dir() / "*.yml")))
-    if not files:
-        raise FileNotFoundError(f"no *.yml in {_english_dir()}; reinstall with {INSTALL} --force-reinstall")
-    for path in files:
-        for i, conv in enumerate(yaml.safe_load(open(path, encoding="utf-8"))["conversations"]):
-            if len(conv) < 2:
-                raise ValueError(f"{path}: conversation {i} has {len(conv)} turn(s); expected at least 2")
-            q, a = (" ".join(str(t).split()) for t in conv[:2])
-            qid = queries.setdefault(q, f"q{len(queries)}")
-            did = docs.setdefault(a, f"d{len(docs)}")
-            qrels.add((qid, did))
+    for _, q, a in _exchanges():
+        qid = queries.setdefault(q, f"q{len(queries)}")
+        did = docs.setdefault(a, f"d{len(docs)}")
+        qrels.add((qid, did))
     (out / "qrels").mkdir(parents=True, exist_ok=True)
     with open(out / "corpus.jsonl", "w", encoding="utf-8") as f:
         for text, did in docs.items():
@@ -74,5 +84,56 @@ def write_beir(out_dir: str | pathlib.Path, *, test_fraction: float = 0.2) -> pa
                 if _split(qid, test_fraction) == split:
                     f.write(f"{qid}\t{did}\t1\n")
     (out / "SOURCE.md").write_text(__doc__ + f"\nBuilt from {PACKAGE}=={VERSION}.\n")
+    done.touch()
+    return out
+
+
+def write_preferences(out_dir: str | pathlib.Path, *, test_fraction: float = 0.2, seed: int = 0,
+                      reward_fn: Callable[[list[str], list[str]], np.ndarray] | None = None) -> pathlib.Path:
+    """Writes ``train.jsonl`` and ``test.jsonl`` of preference pairs (the ``preference`` builder's ``jsonl``
+    format); returns ``out_dir``. Idempotent, like :func:`write_beir`.
+
+    A synthetic-preference construction from real text: for every distinct (question, answer) exchange,
+    ``prompt`` = the question, ``chosen`` = its real human-written answer, ``rejected`` = an answer given to
+    a question of another category (drawn with ``seed``; never one of the prompt's own answers). So the
+    label is "answers this question" vs "answers some other question", not a human judgment between two
+    replies. Questions are split as in :func:`write_beir` (same hash, so the test prompts are the BEIR
+    collection's test queries). ``reward_fn(prompts, responses) -> scores`` adds ``chosen_score`` and
+    ``rejected_score`` (a frozen reward model's outputs, e.g. for MADPO).
+    """
+    out = pathlib.Path(out_dir)
+    done = out / ".complete"
+    if done.exists():
+        return out
+    exchanges, seen = [], set()
+    qids: dict[str, str] = {}
+    answers_of: dict[str, set[str]] = {}
+    categories_of: dict[str, set[str]] = {}
+    for category, q, a in _exchanges():
+        qids.setdefault(q, f"q{len(qids)}")  # the ids of write_beir
+        answers_of.setdefault(q, set()).add(a)
+        categories_of.setdefault(q, set()).add(category)
+        if (q, a) not in seen:
+            seen.add((q, a))
+            exchanges.append((category, q, a))
+    rng = np.random.default_rng(seed)
+    rows = []
+    for _, q, a in exchanges:
+        others = [e[2] for e in exchanges if e[0] not in categories_of[q] and e[2] not in answers_of[q]]
+        rows.append({"prompt": q, "chosen": a, "rejected": others[rng.integers(len(others))],
+                     "split": _split(qids[q], test_fraction)})
+    if reward_fn is not None:
+        prompts = [r["prompt"] for r in rows]
+        chosen = np.asarray(reward_fn(prompts, [r["chosen"] for r in rows]), np.float64)
+        rejected = np.asarray(reward_fn(prompts, [r["rejected"] for r in rows]), np.float64)
+        for r, c, n in zip(rows, chosen, rejected):
+            r["chosen_score"], r["rejected_score"] = float(c), float(n)
+    out.mkdir(parents=True, exist_ok=True)
+    for split in ("train", "test"):
+        with open(out / f"{split}.jsonl", "w", encoding="utf-8") as f:
+            for r in rows:
+                if r["split"] == split:
+                    f.write(json.dumps({k: v for k, v in r.items() if k != "split"}, ensure_ascii=False) + "\n")
+    (out / "SOURCE.md").write_text(write_preferences.__doc__ + f"\nBuilt from {PACKAGE}=={VERSION}, seed {seed}.\n")
     done.touch()
     return out

@@ -35,6 +35,18 @@ def sanitize(x: Optional[Array], where: Optional[Array], fill: Any = 0.0) -> Opt
     return jnp.where(where, x, jnp.asarray(fill, dtype=jnp.result_type(x)))
 
 
+def check_shapes(fn: str, scores: Array, **arrays: Optional[Array]) -> None:
+    """Raises a ValueError naming ``fn`` if any of ``arrays`` (labels, where, weights, ...) differs in shape from
+    ``scores``; every per-item input of a ranking loss is ``[..., list_size]``."""
+    shape = jnp.shape(scores)
+    if len(shape) < 1:
+        raise ValueError(f"{fn}: scores must be [..., list_size], got a scalar")
+    for name, a in arrays.items():
+        if a is not None and jnp.shape(a) != shape:
+            raise ValueError(f"{fn}: {name} has shape {jnp.shape(a)} but scores has shape {shape}; every per-item "
+                             f"input must be [..., list_size] with the same shape as scores")
+
+
 def as_mask(where: Optional[Array]) -> Optional[Array]:
     """``where`` cast to bool (non-bool masks are accepted and treated as ``where != 0``)."""
     return None if where is None else jnp.asarray(where).astype(bool)
@@ -287,12 +299,11 @@ def approx_ranks(scores: Array, *, where: Optional[Array] = None, segments: Opti
     del key  # deterministic
     scores = sanitize(scores, where)
     steps = step_fn(pairs(scores, lambda s_i, s_j: s_j - s_i))
-    n = scores.shape[-1]
-    mask = ~jnp.eye(n, dtype=bool)
-    other = pair_mask(where, segments)
-    if other is not None:
-        mask = mask & other
-    return 1.0 + jnp.sum(jnp.where(mask, steps, 0.0), axis=-1)
+    mask = pair_mask(where, segments)
+    total = jnp.sum(steps if mask is None else jnp.where(mask, steps, 0.0), axis=-1)
+    # The sum included j == i (for valid i); removing step_fn(0) afterwards is cheaper than masking the diagonal.
+    self_step = step_fn(jnp.zeros((), scores.dtype))
+    return 1.0 + total - (self_step if where is None else jnp.where(where, self_step, 0.0))
 
 
 def cutoff(a: Array, n: Optional[int] = None, where: Optional[Array] = None,

@@ -14,8 +14,8 @@ from typing import Callable, Optional
 
 import jax.numpy as jnp
 
-from ranking_jax.losses._utils import (Array, as_mask, default_discount_fn, default_gain_fn, ideal_dcg, pair_mask,
-                                       pairs, ranks, sanitize)
+from ranking_jax.losses._utils import (Array, as_mask, check_shapes, default_discount_fn, default_gain_fn, ideal_dcg,
+                                       pair_mask, pairs, ranks, sanitize)
 
 __all__ = ["labeldiff_lambdaweight", "dcg_lambdaweight", "dcg2_lambdaweight"]
 
@@ -41,6 +41,7 @@ def labeldiff_lambdaweight(scores: Array, labels: Array, *, where: Optional[Arra
     Returns:
       ``[..., n * n]`` lambdaweights.
     """
+    check_shapes("labeldiff_lambdaweight", scores, labels=labels, where=where, segments=segments, weights=weights)
     del scores, weights
     where = as_mask(where)
     labels = sanitize(labels, where)
@@ -99,6 +100,7 @@ def dcg_lambdaweight(scores: Array, labels: Array, *, where: Optional[Array] = N
     Returns:
       ``[..., n * n]`` lambdaweights.
     """
+    check_shapes("dcg_lambdaweight", scores, labels=labels, where=where, segments=segments, weights=weights)
 
     def rank_pair_discount(r):
         discounts = discount_fn(r.astype(jnp.float32))
@@ -141,6 +143,7 @@ def dcg2_lambdaweight(scores: Array, labels: Array, *, where: Optional[Array] = 
     Returns:
       ``[..., n * n]`` lambdaweights.
     """
+    check_shapes("dcg2_lambdaweight", scores, labels=labels, where=where, segments=segments, weights=weights)
 
     def rank_pair_discount(r):
         r = r.astype(jnp.float32)

@@ -14,10 +14,10 @@ from typing import Callable, Optional
 import jax
 import jax.numpy as jnp
 
-from ranking_jax.losses._utils import (Array, ReduceFn, approx_cutoff, approx_ranks, as_mask, default_discount_fn,
-                                       default_gain_fn, ideal_dcg, in_segment_indices, list_mask, log_softmax,
-                                       logcumsumexp, masked_logsumexp, normalize_probabilities, pair_mask, pairs,
-                                       safe_reduce, sanitize, segment_sum, softmax, sort_by)
+from ranking_jax.losses._utils import (Array, ReduceFn, approx_cutoff, approx_ranks, as_mask, check_shapes,
+                                       default_discount_fn, default_gain_fn, ideal_dcg, in_segment_indices, list_mask,
+                                       log_softmax, logcumsumexp, masked_logsumexp, normalize_probabilities,
+                                       pair_mask, pairs, safe_reduce, sanitize, segment_sum, softmax, sort_by)
 
 __all__ = ["softmax_loss", "poly1_softmax_loss", "unique_softmax_loss", "listmle_loss", "listnet_loss",
            "position_aware_listmle_loss", "approx_ndcg_loss", "neural_ndcg_loss", "neural_ndcg_transposed_loss"]
@@ -56,6 +56,7 @@ def softmax_loss(scores: Array, labels: Array, *, where: Optional[Array] = None,
     Returns:
       The loss.
     """
+    check_shapes("softmax_loss", scores, labels=labels, where=where, segments=segments, weights=weights)
     where = as_mask(where)
     scores, labels, weights = (sanitize(a, where) for a in (scores, labels, weights))
     if weights is not None:
@@ -83,6 +84,7 @@ def poly1_softmax_loss(scores: Array, labels: Array, *, epsilon: float = 1.0, wh
     Returns:
       The loss.
     """
+    check_shapes("poly1_softmax_loss", scores, labels=labels, where=where, segments=segments, weights=weights)
     where = as_mask(where)
     scores, labels, weights = (sanitize(a, where) for a in (scores, labels, weights))
     if weights is not None:
@@ -119,6 +121,7 @@ def unique_softmax_loss(scores: Array, labels: Array, *, where: Optional[Array] 
     Returns:
       The loss.
     """
+    check_shapes("unique_softmax_loss", scores, labels=labels, where=where, segments=segments, weights=weights)
     where = as_mask(where)
     scores, labels, weights = (sanitize(a, where) for a in (scores, labels, weights))
     n = scores.shape[-1]
@@ -173,6 +176,7 @@ def listmle_loss(scores: Array, labels: Array, *, key: Optional[Array] = None, w
     Returns:
       The loss.
     """
+    check_shapes("listmle_loss", scores, labels=labels, where=where, segments=segments)
     where = as_mask(where)
     scores, labels = sanitize(scores, where), sanitize(labels, where)
     log_p, valid_sorted, _ = _plackett_luce_log_likelihoods(scores, labels, key=key, where=where, segments=segments)
@@ -216,6 +220,7 @@ def position_aware_listmle_loss(scores: Array, labels: Array, *, key: Optional[A
     Returns:
       The loss.
     """
+    check_shapes("position_aware_listmle_loss", scores, labels=labels, where=where, segments=segments)
     where = as_mask(where)
     scores, labels = sanitize(scores, where), sanitize(labels, where)
     log_p, valid_sorted, position = _plackett_luce_log_likelihoods(scores, labels, key=key, where=where,
@@ -249,6 +254,7 @@ def listnet_loss(scores: Array, labels: Array, *, where: Optional[Array] = None,
     Returns:
       The loss.
     """
+    check_shapes("listnet_loss", scores, labels=labels, where=where, segments=segments)
     where = as_mask(where)
     scores, labels = sanitize(scores, where), sanitize(labels, where)
     targets = softmax(labels, where=where, segments=segments)
@@ -289,6 +295,7 @@ def approx_ndcg_loss(scores: Array, labels: Array, *, where: Optional[Array] = N
     Returns:
       The loss.
     """
+    check_shapes("approx_ndcg_loss", scores, labels=labels, where=where, segments=segments, weights=weights)
     where = as_mask(where)
     scores, labels, weights = (sanitize(a, where) for a in (scores, labels, weights))
 
@@ -410,6 +417,7 @@ def neural_ndcg_loss(scores: Array, labels: Array, *, where: Optional[Array] = N
     variant, wrap with :func:`gumbel_t12n`. Cost: :math:`O(n^2)` memory and ``sinkhorn_iterations`` matrix-vector
     products per list.
     """
+    check_shapes("neural_ndcg_loss", scores, labels=labels, where=where)
     return _neural_ndcg(scores, labels, where=where, topn=topn, temperature=temperature, gain_fn=gain_fn,
                         discount_fn=discount_fn, sinkhorn_iterations=sinkhorn_iterations, sinkhorn_tol=sinkhorn_tol,
                         reduce_fn=reduce_fn, transposed=False)
@@ -432,6 +440,7 @@ def neural_ndcg_transposed_loss(scores: Array, labels: Array, *, where: Optional
     the paper. allRank's ``neuralNDCG_transposed`` normalizes by the
     IDCG with ``2^y - 1`` gains even when ``powered_relevancies=False``; we use ``gain_fn`` for both.
     """
+    check_shapes("neural_ndcg_transposed_loss", scores, labels=labels, where=where)
     return _neural_ndcg(scores, labels, where=where, topn=topn, temperature=temperature, gain_fn=gain_fn,
                         discount_fn=discount_fn, sinkhorn_iterations=sinkhorn_iterations, sinkhorn_tol=sinkhorn_tol,
                         reduce_fn=reduce_fn, transposed=True)

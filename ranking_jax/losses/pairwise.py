@@ -14,9 +14,9 @@ from typing import Callable, Optional
 import jax
 import jax.numpy as jnp
 
-from ranking_jax.losses._utils import (Array, LambdaweightFn, ReduceFn, as_mask, default_discount_fn, default_gain_fn,
-                                       ideal_dcg, list_mask, masked_logsumexp, pair_mask, pairs, ranks, safe_reduce,
-                                       sanitize, segment_sum)
+from ranking_jax.losses._utils import (Array, LambdaweightFn, ReduceFn, as_mask, check_shapes, default_discount_fn,
+                                       default_gain_fn, ideal_dcg, list_mask, masked_logsumexp, pair_mask, pairs,
+                                       ranks, safe_reduce, sanitize, segment_sum)
 
 __all__ = ["pairwise_loss", "pairwise_hinge_loss", "pairwise_logistic_loss", "pairwise_mse_loss",
            "pairwise_qr_loss", "pairwise_soft_zero_one_loss", "ranknet_loss", "lambdaloss", "ranklist_loss"]
@@ -53,6 +53,7 @@ def pairwise_loss(scores: Array, labels: Array, *, pair_loss_fn: Callable[[Array
     Returns:
       The loss.
     """
+    check_shapes("pairwise_loss", scores, labels=labels, where=where, segments=segments, weights=weights)
     where = as_mask(where)
     scores, labels, weights = (sanitize(a, where) for a in (scores, labels, weights))
     pair_losses, valid_pairs = pair_loss_fn(pairs(scores, operator.sub), pairs(labels, operator.sub))
@@ -97,6 +98,7 @@ def pairwise_hinge_loss(scores: Array, labels: Array, *, where: Optional[Array] 
                         lambdaweight_fn: Optional[LambdaweightFn] = None,
                         reduce_fn: Optional[ReduceFn] = jnp.mean) -> Array:
     r"""Pairwise hinge loss :math:`\sum_{y_i > y_j} \max(0, 1 - (s_i - s_j))` (RankSVM, Joachims 2002)."""
+    check_shapes("pairwise_hinge_loss", scores, labels=labels, where=where, segments=segments, weights=weights)
     return pairwise_loss(scores, labels, pair_loss_fn=lambda ds, dy: (jax.nn.relu(1.0 - ds), dy > 0), where=where,
                          segments=segments, weights=weights, lambdaweight_fn=lambdaweight_fn, reduce_fn=reduce_fn)
 
@@ -108,6 +110,7 @@ def pairwise_logistic_loss(scores: Array, labels: Array, *, where: Optional[Arra
                            reduce_fn: Optional[ReduceFn] = jnp.mean) -> Array:
     r"""Pairwise logistic loss :math:`\sum_{y_i > y_j} \log(1 + e^{-(s_i - s_j)})` (RankNet, Burges et al. 2005,
     "Learning to rank using gradient descent")."""
+    check_shapes("pairwise_logistic_loss", scores, labels=labels, where=where, segments=segments, weights=weights)
     return pairwise_loss(scores, labels, pair_loss_fn=lambda ds, dy: (_softplus(-ds), dy > 0), where=where,
                          segments=segments, weights=weights, lambdaweight_fn=lambdaweight_fn, reduce_fn=reduce_fn)
 
@@ -118,6 +121,7 @@ def pairwise_soft_zero_one_loss(scores: Array, labels: Array, *, where: Optional
                                 lambdaweight_fn: Optional[LambdaweightFn] = None,
                                 reduce_fn: Optional[ReduceFn] = jnp.mean) -> Array:
     r"""Pairwise soft zero-one loss :math:`\sum_{y_i > y_j} \sigma(-(s_i - s_j))`."""
+    check_shapes("pairwise_soft_zero_one_loss", scores, labels=labels, where=where, segments=segments, weights=weights)
     return pairwise_loss(scores, labels, pair_loss_fn=lambda ds, dy: (jax.nn.sigmoid(-ds), dy > 0), where=where,
                          segments=segments, weights=weights, lambdaweight_fn=lambdaweight_fn, reduce_fn=reduce_fn)
 
@@ -129,6 +133,7 @@ def pairwise_mse_loss(scores: Array, labels: Array, *, where: Optional[Array] = 
                       reduce_fn: Optional[ReduceFn] = jnp.mean) -> Array:
     r"""Pairwise squared error :math:`\sum_{i,j} ((y_i - y_j) - (s_i - s_j))^2` over *all* valid pairs
     (equal labels and ``i = j`` included, as Rax)."""
+    check_shapes("pairwise_mse_loss", scores, labels=labels, where=where, segments=segments, weights=weights)
     return pairwise_loss(scores, labels,
                          pair_loss_fn=lambda ds, dy: (jnp.square(ds - dy), jnp.ones(ds.shape, dtype=bool)),
                          where=where, segments=segments, weights=weights, lambdaweight_fn=lambdaweight_fn,
@@ -161,6 +166,7 @@ def pairwise_qr_loss(scores: Array, labels: Array, *, where: Optional[Array] = N
     Returns:
       The loss.
     """
+    check_shapes("pairwise_qr_loss", scores, labels=labels, where=where, segments=segments, weights=weights)
     if not 0.0 < tau <= 1.0:
         raise ValueError(f"pairwise_qr_loss: tau must be in (0, 1], got tau={tau}")
 
@@ -201,6 +207,7 @@ def ranknet_loss(scores: Array, labels: Array, *, sigma: float = 1.0, where: Opt
     Returns:
       The loss.
     """
+    check_shapes("ranknet_loss", scores, labels=labels, where=where, segments=segments, weights=weights)
     return pairwise_loss(scores, labels, pair_loss_fn=lambda ds, dy: (_softplus(-sigma * ds), dy > 0), where=where,
                          segments=segments, weights=weights, lambdaweight_fn=lambdaweight_fn, reduce_fn=reduce_fn)
 
@@ -251,6 +258,7 @@ def lambdaloss(scores: Array, labels: Array, *, where: Optional[Array] = None, s
     Returns:
       The loss.
     """
+    check_shapes("lambdaloss", scores, labels=labels, where=where, segments=segments, weights=weights)
     if weighting_scheme not in LAMBDALOSS_SCHEMES:
         raise ValueError(f"lambdaloss: weighting_scheme={weighting_scheme!r} is unknown; use one of "
                          f"{', '.join(LAMBDALOSS_SCHEMES)}")
@@ -338,6 +346,7 @@ def ranklist_loss(scores: Array, labels: Array, *, max_skip: Optional[int] = Non
     Returns:
       The loss.
     """
+    check_shapes("ranklist_loss", scores, labels=labels, where=where, segments=segments, weights=weights)
     if max_skip is not None and max_skip < 1:
         raise ValueError(f"ranklist_loss: max_skip must be >= 1 or None, got {max_skip}")
     where = as_mask(where)

@@ -10,7 +10,7 @@ from typing import Optional
 import jax
 import jax.numpy as jnp
 
-from ranking_jax.losses._utils import Array, ReduceFn, as_mask, safe_reduce, sanitize
+from ranking_jax.losses._utils import Array, ReduceFn, as_mask, check_shapes, safe_reduce, sanitize
 
 __all__ = ["pointwise_mse_loss", "pointwise_sigmoid_loss"]
 
@@ -31,6 +31,7 @@ def pointwise_mse_loss(scores: Array, labels: Array, *, where: Optional[Array] =
     Returns:
       The loss.
     """
+    check_shapes("pointwise_mse_loss", scores, labels=labels, where=where, weights=weights, segments=segments)
     del segments
     where = as_mask(where)
     scores, labels, weights = (sanitize(a, where) for a in (scores, labels, weights))
@@ -59,11 +60,13 @@ def pointwise_sigmoid_loss(scores: Array, labels: Array, *, where: Optional[Arra
     Returns:
       The loss.
     """
+    check_shapes("pointwise_sigmoid_loss", scores, labels=labels, where=where, weights=weights, segments=segments)
     del segments
     where = as_mask(where)
     scores, labels, weights = (sanitize(a, where) for a in (scores, labels, weights))
     labels = jnp.clip(labels, 0.0, 1.0)
-    loss = jax.nn.relu(scores) - scores * labels + jnp.log1p(jnp.exp(-jnp.abs(scores)))
+    # log(1 + x), as Rax: log1p is several times slower on XLA:CPU, and the two differ by < 1e-7 absolute.
+    loss = jax.nn.relu(scores) - scores * labels + jnp.log(1.0 + jnp.exp(-jnp.abs(scores)))
     if weights is not None:
         loss = loss * weights
     return safe_reduce(loss, where=where, reduce_fn=reduce_fn)

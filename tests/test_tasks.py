@@ -1,0 +1,224 @@
+"""The metric_learning and preference tasks end to end (2 steps of their runlocal configs), checked against
+independent computations: NumPy Recall@k from embeddings of images read straight from scikit-learn, the TCM
+regularizer by hand, preference accuracy / margin / Bradley-Terry loss from hand-tokenized pairs, and the
+DPO loss at step 0 (policy == reference) = log 2."""
+
+import importlib.util
+import json
+import math
+import pathlib
+
+import numpy as np
+import pytest
+
+from ranking_jax import data, experiment, losses, metrics
+from ranking_jax.models import mlp_embedder
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def load_config(name: str, arg: str | None = None):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "configs" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config(arg)
+
+
+def rows_of(workdir: pathlib.Path) -> list[dict]:
+    return [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+
+
+def check_train_rows(workdir: pathlib.Path) -> list[dict]:
+    train = [r for r in rows_of(workdir) if r["split"] == "train"]
+    assert [r["step"] for r in train] == [1, 2]
+    assert all(np.isfinite(r["loss"]) and r["grad_norm"] > 0 for r in train)
+    assert (workdir / "checkpoints" / "2").is_dir()
+    return train
+
+
+def np_recall_at_k(emb: np.ndarray, labels: np.ndarray, k: int) -> float:
+    """Leave-one-out: a hit if one of the k most cosine-similar other items shares the label."""
+    x = emb / np.linalg.norm(emb, axis=1, keepdims=True)
+    sim = x @ x.T
+    np.fill_diagonal(sim, -np.inf)
+    top = np.argsort(-sim, axis=1, kind="stable")[:, :k]
+    hits = (labels[top] == labels[:, None]).any(axis=1)
+    answerable = np.array([(labels == c).sum() > 1 for c in labels])
+    return float(hits[answerable].mean())
+
+
+def np_tcm(emb: np.ndarray, labels: np.ndarray, m_pos=0.9, m_neg=0.5) -> float:
+    """Zhang et al. 2024 TCM over all ordered in-batch pairs i != j (cosine similarities)."""
+    x = emb / np.linalg.norm(emb, axis=1, keepdims=True)
+    s = x @ x.T
+    off = ~np.eye(len(labels), dtype=bool)
+    same = labels[:, None] == labels[None, :]
+    pos = s[off & same & (s <= m_pos)]
+    neg = s[off & ~same & (s >= m_neg)]
+    return float((np.mean(m_pos - pos) if pos.size else 0.0) + (np.mean(neg - m_neg) if neg.size else 0.0))
+
+
+# ------------------------------------------------------------------------------------------ pieces
+def test_mlp_embedder_matches_numpy_forward():
+    model = mlp_embedder(num_features=6, hidden=(5,), dim=3, seed=0)
+    x = np.random.default_rng(0).normal(size=(4, 6)).astype(np.float32)
+    out = np.asarray(model({"images": x}))
+    w1, b1 = np.asarray(model.layers[0].kernel[...]), np.asarray(model.layers[0].bias[...])
+    g, beta = np.asarray(model.norms[0].scale[...]), np.asarray(model.norms[0].bias[...])
+    w2, b2 = np.asarray(model.out.kernel[...]), np.asarray(model.out.bias[...])
+    h = x @ w1 + b1
+    h = (h - h.mean(-1, keepdims=True)) / np.sqrt(h.var(-1, keepdims=True) + 1e-6) * g + beta
+    e = np.maximum(h, 0) @ w2 + b2
+    np.testing.assert_allclose(out, e / np.linalg.norm(e, axis=-1, keepdims=True), rtol=1e-5, atol=1e-6)
+    assert model.layers[0].kernel.get_metadata()["out_sharding"] == ("embed", "mlp")
+    assert model.out.kernel.get_metadata()["out_sharding"] == ("mlp", "embed")
+
+
+def test_metric_learning_objective_adds_tcm():
+    rng = np.random.default_rng(1)
+    emb = rng.normal(size=(8, 4)).astype(np.float32)
+    batch = {"class_labels": np.array([0, 0, 1, 1, 2, 2, 0, -1], np.int32), "mask": np.arange(8) < 7}
+    base = losses.multi_similarity_loss
+    plain = experiment.metric_learning_objective(base, tcm={"weight": 0.0, "m_pos": 0.9})(emb, batch)
+    with_tcm = experiment.metric_learning_objective(base, tcm={"weight": 1.0})(emb, batch)
+    expected_base = base(emb, batch["class_labels"], where=batch["mask"])
+    np.testing.assert_allclose(plain, expected_base, rtol=1e-6)
+    np.testing.assert_allclose(with_tcm - plain, np_tcm(emb[:7], batch["class_labels"][:7]), rtol=1e-5)
+
+
+def test_preference_pairs_is_cls_prompt_sep_response_sep(tmp_path):
+    texts = [("what is a cat?", "a small animal", "a kind of bread"), ("hello", "hi there", "goodbye now"),
+             ("tell me a story", "once upon a time", "no")]
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "train.jsonl").write_text("".join(
+        json.dumps({"prompt": p, "chosen": c, "rejected": r}) + "\n" for p, c, r in texts))
+    src = data.prepare(data.Preference, config="jsonl", data_dir=tmp_path / "out",
+                       manual_dir=tmp_path / "src").as_data_source()["train"]
+    ref = np.array([[1.5, -2.0], [0.25, 0.5], [3.0, 4.0]], np.float32)
+    pipe = data.preference_pipeline(src, batch_size=4, train=False, prompt_length=8, response_length=6, pairs=True,
+                                    extra={"reference_scores": ref}, shard=(0, 1))
+    b = pipe[0]
+    assert "prompt_ids" not in b and b["pair_ids"].shape == (4, 2, 13)
+    tok = data.TextTokenizer(query_length=8, doc_length=6)
+    expected = tok.encode_pairs([p for p, _, _ in texts for _ in (0, 1)], [x for _, c, r in texts for x in (c, r)])
+    for name in ("ids", "mask", "type_ids"):
+        np.testing.assert_array_equal(b[f"pair_{name}"][:3].reshape(6, -1), expected[name])
+        assert not b[f"pair_{name}"][3].any()  # padding row
+    np.testing.assert_array_equal(b["reference_scores"], np.concatenate([ref, np.zeros((1, 2))]))
+    with pytest.raises(ValueError, match="one entry per row"):
+        data.preference_pipeline(src, batch_size=4, train=False, extra={"reference_scores": ref[:2]}, shard=(0, 1))
+
+
+# ---------------------------------------------------------------------------------- metric learning
+def test_metric_learning_runlocal(tmp_path):
+    from sklearn.datasets import load_digits
+
+    config = load_config("metric_learning", "runlocal,tcm")
+    config.data.cache_dir = str(tmp_path / "cache")
+    summary = experiment.run_one(config, tmp_path / "run", progress=False)
+    train = check_train_rows(tmp_path / "run")
+
+    # Evaluation before training: NumPy Recall@k of the initial model's embeddings of the held-out digits 5-9.
+    digits = load_digits()
+    test_rows = np.flatnonzero(digits.target >= 5)
+    keep = np.sort(np.random.default_rng(config.seed).choice(len(test_rows), config.data.max_eval_images,
+                                                             replace=False))
+    images = digits.images[test_rows[keep]].reshape(len(keep), -1).astype(np.float32) / 16.0
+    labels = digits.target[test_rows[keep]]
+    model = experiment.build_model(config)
+    emb0 = np.asarray(model({"images": images}))
+    before = summary["eval_before"]
+    for k in (1, 2, 4, 8):
+        assert before[f"embedding/R@{k}"] == pytest.approx(np_recall_at_k(emb0, labels, k), abs=1e-6)
+
+    # After training: the evaluator's numbers from its saved embeddings.
+    saved = np.load(tmp_path / "run" / "embeddings.npz")
+    np.testing.assert_array_equal(saved["class_labels"], labels)
+    np.testing.assert_allclose(np.linalg.norm(saved["embeddings"], axis=1), 1.0, rtol=1e-5)
+    after = summary["eval_after"]
+    for k in (1, 2, 4, 8):
+        assert after[f"embedding/R@{k}"] == pytest.approx(np_recall_at_k(saved["embeddings"], labels, k), abs=1e-6)
+    assert after["embedding/opis"] == pytest.approx(float(metrics.opis(saved["embeddings"], labels)), rel=1e-5)
+    assert after["embedding/eps_opis"] == pytest.approx(float(metrics.eps_opis(saved["embeddings"], labels)),
+                                                        rel=1e-5)
+
+    # Step 1's loss: multi-similarity + TCM (by hand) of the initial model on the first m-per-class batch.
+    src = data.prepare(data.ImageClasses, config="digits",
+                       data_dir=experiment.data_cache(config, "image_classes-digits-")).as_data_source()
+    first = data.image_pipeline(src["train"], batch_size=config.data.batch_size, train=True, seed=config.seed,
+                                max_value=16, classes_per_batch=config.data.classes_per_batch)[0]
+    assert len(np.unique(first["class_labels"])) == config.data.classes_per_batch
+    e = np.asarray(model({"images": first["images"]}))
+    expected = float(losses.multi_similarity_loss(e, first["class_labels"])) + np_tcm(e, first["class_labels"])
+    assert train[0]["loss"] == pytest.approx(expected, rel=1e-5)
+
+
+def test_metric_learning_refuses_tram(tmp_path):
+    config = load_config("metric_learning", "runlocal")
+    config.optimizer.name = "tram"
+    with pytest.raises(ValueError, match="tram"):
+        experiment.metric_learning_task(config, tmp_path, None, None)
+
+
+# --------------------------------------------------------------------------------------- preference
+@pytest.fixture(scope="module")
+def pref_cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("pref_cache")
+
+
+@pytest.fixture(scope="module")
+def initial_scores(pref_cache):
+    """The initial runlocal cross-encoder's scores of every test pair, tokenized by hand from test.jsonl."""
+    config = load_config("preference", "runlocal")
+    config.data.cache_dir = str(pref_cache)
+    from ranking_jax.data import chatterbot
+    folder = chatterbot.write_preferences(experiment.data_cache(config, "chatterbot-preferences|"))
+    pairs = [json.loads(line) for line in (folder / "test.jsonl").read_text().splitlines()]
+    tok = data.TextTokenizer()
+    p_len, r_len = config.data.prompt_length, config.data.response_length
+    length = p_len + r_len - 1
+    ids = np.zeros((len(pairs), 2, length), np.int32)
+    mask, types = np.zeros_like(ids), np.zeros_like(ids)
+    for i, row in enumerate(pairs):
+        prompt = [tok.cls] + tok.tokens([row["prompt"]])[0][:p_len - 2] + [tok.sep]
+        for j, side in enumerate(("chosen", "rejected")):
+            response = tok.tokens([row[side]])[0][:r_len - 2] + [tok.sep]
+            n = len(prompt) + len(response)
+            ids[i, j, :n], mask[i, j, :n], types[i, j, len(prompt):n] = prompt + response, 1, 1
+    model = experiment.build_model(config)
+    return np.asarray(model({"pair_ids": ids, "pair_mask": mask, "pair_type_ids": types}), np.float64)
+
+
+def test_preference_bradley_terry_runlocal(tmp_path, pref_cache, initial_scores):
+    config = load_config("preference", "runlocal")
+    config.data.cache_dir = str(pref_cache)
+    summary = experiment.run_one(config, tmp_path / "run", progress=False)
+    check_train_rows(tmp_path / "run")
+    s = initial_scores
+    assert len(s) == 214
+    before = summary["eval_before"]
+    assert before["preference/accuracy"] == pytest.approx(np.mean(s[:, 0] >= s[:, 1]), abs=1e-6)  # float32 mean of 214 0/1s
+    assert before["preference/margin"] == pytest.approx(np.mean(s[:, 0] - s[:, 1]), rel=1e-3, abs=1e-6)
+    assert before["preference/loss"] == pytest.approx(np.mean(np.logaddexp(0.0, -(s[:, 0] - s[:, 1]))), rel=1e-5)
+
+
+def test_preference_dpo_runlocal(tmp_path, pref_cache, initial_scores):
+    config = load_config("preference", "runlocal,dpo")
+    config.data.cache_dir = str(pref_cache)
+    summary = experiment.run_one(config, tmp_path / "run", progress=False)
+    train = check_train_rows(tmp_path / "run")
+    # Policy == reference at step 0 (dropout off): delta = 0, so -log sigmoid(0) = log 2 on every pair.
+    assert train[0]["loss"] == pytest.approx(math.log(2.0), abs=1e-6)
+    before = summary["eval_before"]
+    assert before["preference/loss"] == pytest.approx(math.log(2.0), abs=1e-6)
+    s = initial_scores
+    assert before["preference/accuracy"] == pytest.approx(np.mean(s[:, 0] >= s[:, 1]), abs=1e-6)  # float32 mean of 214 0/1s
+    assert np.isfinite(summary["eval_after"]["preference/loss"])
+
+
+def test_preference_loss_inputs_must_exist(tmp_path, pref_cache):
+    config = load_config("preference", "runlocal")
+    config.data.cache_dir = str(pref_cache)
+    config.loss_inputs.chosen_rewards = "chosen_score"
+    with pytest.raises(ValueError, match="reward_model"):
+        experiment.preference_task(config, tmp_path, None, None)
