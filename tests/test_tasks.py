@@ -197,7 +197,7 @@ def test_preference_bradley_terry_runlocal(tmp_path, pref_cache, initial_scores)
     s = initial_scores
     assert len(s) == 214
     before = summary["eval_before"]
-    assert before["preference/accuracy"] == pytest.approx(np.mean(s[:, 0] >= s[:, 1]), abs=1e-6)  # float32 mean of 214 0/1s
+    assert before["preference/accuracy"] == pytest.approx(np.mean(s[:, 0] >= s[:, 1]), abs=1e-6)  # a float32 mean
     assert before["preference/margin"] == pytest.approx(np.mean(s[:, 0] - s[:, 1]), rel=1e-3, abs=1e-6)
     assert before["preference/loss"] == pytest.approx(np.mean(np.logaddexp(0.0, -(s[:, 0] - s[:, 1]))), rel=1e-5)
 
@@ -212,7 +212,7 @@ def test_preference_dpo_runlocal(tmp_path, pref_cache, initial_scores):
     before = summary["eval_before"]
     assert before["preference/loss"] == pytest.approx(math.log(2.0), abs=1e-6)
     s = initial_scores
-    assert before["preference/accuracy"] == pytest.approx(np.mean(s[:, 0] >= s[:, 1]), abs=1e-6)  # float32 mean of 214 0/1s
+    assert before["preference/accuracy"] == pytest.approx(np.mean(s[:, 0] >= s[:, 1]), abs=1e-6)  # a float32 mean
     assert np.isfinite(summary["eval_after"]["preference/loss"])
 
 

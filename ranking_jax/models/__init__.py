@@ -14,6 +14,6 @@ from ranking_jax.models.pretrained import from_pretrained, load_tokenizer, save_
 from ranking_jax.models.prett import PreTT, prett
 from ranking_jax.models.tk import TK, tk
 
-__all__ = ["cross_encoder", "bi_encoder", "colbert", "tk", "prett", "mlp_ranker", "MlpRanker", "mlp_embedder", "MlpEmbedder", "CrossEncoder", "BiEncoder", "ColBERT", "TK",
-           "PreTT", "Encoder", "BertConfig", "from_pretrained", "load_tokenizer", "save_pretrained",
-           "punctuation_ids"]
+__all__ = ["cross_encoder", "bi_encoder", "colbert", "tk", "prett", "mlp_ranker", "MlpRanker", "mlp_embedder",
+           "MlpEmbedder", "CrossEncoder", "BiEncoder", "ColBERT", "TK", "PreTT", "Encoder", "BertConfig",
+           "from_pretrained", "load_tokenizer", "save_pretrained", "punctuation_ids"]
