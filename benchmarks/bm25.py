@@ -21,6 +21,7 @@ import sys
 import time
 
 import numpy as np
+from _timing import timings
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # run without installing
 
@@ -33,11 +34,8 @@ def load(folder: pathlib.Path):
 
 
 def timed(fn, repeat: int) -> tuple[float, object]:
-    times, out = [], None
-    for _ in range(repeat):
-        t = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t)
+    """(median seconds of ``repeat`` calls, the last call's result)."""
+    times, out = timings(fn, iters=repeat)
     return statistics.median(times), out
 
 

@@ -25,21 +25,11 @@ import tempfile
 import time
 
 import numpy as np
+from _timing import timings
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 B, L, T = 4, 8, 256  # 32 pairs x 256 tokens
-
-
-def timed(fn, n, warmup=1):
-    for _ in range(warmup):
-        fn()
-    out = []
-    for _ in range(n):
-        t = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - t)
-    return out
 
 
 def matmul_peak():
@@ -49,7 +39,7 @@ def matmul_peak():
     a = jax.random.normal(jax.random.key(0), (n, n))
     b = jax.random.normal(jax.random.key(1), (n, n))
     f = jax.jit(lambda a, b: a @ b)
-    ts = timed(lambda: f(a, b).block_until_ready(), 9, warmup=2)
+    ts, _ = timings(lambda: f(a, b).block_until_ready(), warmup=2, iters=9)
     return 2 * n ** 3 / min(ts) / 1e9
 
 
@@ -101,7 +91,7 @@ def jax_train(path, dtype, steps):
     t = time.perf_counter()
     run()
     compile_s = time.perf_counter() - t
-    return timed(run, steps, warmup=0), compile_s
+    return timings(run, iters=steps)[0], compile_s
 
 
 def torch_train(path, steps, threads):
@@ -126,7 +116,7 @@ def torch_train(path, steps, threads):
         loss.backward()
         opt.step()
 
-    return timed(run, steps, warmup=1), bert.config._attn_implementation
+    return timings(run, warmup=1, iters=steps)[0], bert.config._attn_implementation
 
 
 ST_SCRIPT = """

@@ -14,9 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import pathlib
-import statistics
 import sys
-import time
 import traceback
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
@@ -24,6 +22,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 import jax
 import jax.numpy as jnp
 import numpy as np
+from _timing import median_time
 
 MINILM = {"vocab_size": 30522, "hidden_size": 384, "num_hidden_layers": 6, "num_attention_heads": 12,
           "intermediate_size": 1536, "max_position_embeddings": 512, "type_vocab_size": 2}
@@ -34,17 +33,6 @@ def flops_per_pair(cfg: dict, t: int) -> float:
     d, f, n = cfg["hidden_size"], cfg["intermediate_size"], cfg["num_hidden_layers"]
     dense = n * (4 * d * d + 2 * d * f)
     return 2 * dense * t + n * 4 * t * t * d
-
-
-def timeit(fn, *, warmup: int = 3, iters: int = 20) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(iters):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def batch(b: int, l: int, t: int, seed: int = 0) -> dict:
@@ -79,7 +67,7 @@ def jax_train(cfg, *, b, l, t, dtype, optimizer):
         holder["state"], m = step(holder["state"], data)
         jax.block_until_ready(m["loss"])
     with jax.set_mesh(mesh), sharding.axis_rules(sharding.DEFAULT_RULES):
-        sec = timeit(run)
+        sec = median_time(run, warmup=3, iters=20)
         recompiles = step._cache_size()
     return sec, recompiles
 
@@ -107,7 +95,7 @@ def torch_train(cfg, *, b, l, t, bf16):
         opt.step()
         opt.zero_grad(set_to_none=True)
         torch.cuda.synchronize()
-    return timeit(run)
+    return median_time(run, warmup=3, iters=20)
 
 
 def jax_encode(cfg, *, n, t, dtype):
@@ -118,7 +106,7 @@ def jax_encode(cfg, *, n, t, dtype):
     enc = jax.jit(lambda s, ids, m: nnx.merge(graphdef, s).encode_docs(ids, m))
     bt = batch(n, 1, t)
     ids, mask = jnp.asarray(bt["pair_ids"][:, 0]), jnp.asarray(bt["pair_mask"][:, 0])
-    return timeit(lambda: jax.block_until_ready(enc(state, ids, mask)))
+    return median_time(lambda: jax.block_until_ready(enc(state, ids, mask)), warmup=3, iters=20)
 
 
 def torch_encode(cfg, *, n, t, half):
@@ -137,7 +125,7 @@ def torch_encode(cfg, *, n, t, half):
         m = mask.unsqueeze(-1).to(h.dtype)
         (h * m).sum(1) / m.sum(1).clamp(min=1e-9)
         torch.cuda.synchronize()
-    return timeit(run)
+    return median_time(run, warmup=3, iters=20)
 
 
 def main():

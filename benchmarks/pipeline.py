@@ -22,20 +22,20 @@ import pathlib
 import statistics
 import sys
 import tempfile
-import time
+
+from _timing import timings
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # run without installing
 
 
-
 def _median_rate(fn, *, items_per_call: int, calls: int, repeat: int) -> float:
-    rates = []
-    for _ in range(repeat):
-        t = time.perf_counter()
+    """Median items/s over ``repeat`` windows of ``calls`` calls of ``fn()``."""
+    def window():
         for _ in range(calls):
             fn()
-        rates.append(items_per_call * calls / (time.perf_counter() - t))
-    return statistics.median(rates)
+
+    times, _ = timings(window, iters=repeat)
+    return statistics.median(items_per_call * calls / t for t in times)
 
 
 def main() -> None:

@@ -50,10 +50,7 @@ def get_config(arg=None):
     if a.fashion_mnist:
         c.data.max_eval_images = 5000
     if a.runlocal:
-        c.train.num_steps = 2
-        c.train.log_every = 1
-        c.train.eval_every = 2
-        c.train.checkpoint_every = 2
+        defaults.smoke(c)
         c.data.batch_size = 32
         c.data.max_eval_images = 200
         c.data.eval_batch_size = 64

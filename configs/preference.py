@@ -55,11 +55,7 @@ def get_config(arg=None):
     c.train.eval_every = 100
     c.train.checkpoint_every = 100
     if a.runlocal:
-        c.train.num_steps = 2
-        c.train.log_every = 1
-        c.train.eval_every = 2
-        c.train.checkpoint_every = 2
-        c.optimizer.warmup_steps = 0
+        defaults.smoke(c)
         c.data.batch_size = 8
         c.data.eval_batch_size = 32
         c.data.prompt_length = 16

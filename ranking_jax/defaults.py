@@ -65,13 +65,40 @@ def text_ranking(family: str, *, collection: str = "chatterbot") -> ConfigDict:
     c.data.update({"collection": collection, "candidates": "bm25", "train_split": "train", "eval_split": "test", "max_eval_queries": 0,
                    "train_depth": 100, "eval_depth": 50, "query_length": 32, "doc_length": 128,
                    "max_positives": 1, "list_size": 8, "eval_list_size": 50, "batch_size": 8, "eval_batch_size": 8})
-    c.optimizer.name = "adamw"
-    c.optimizer.learning_rate = 3e-5
-    c.optimizer.schedule = "linear"
-    c.optimizer.warmup_steps = 10
+    finetune_optimizer(c, 3e-5)
+    return c
+
+
+def finetune_optimizer(c: ConfigDict, learning_rate: float) -> None:
+    """Fine-tuning a pretrained encoder: AdamW, 10 warm-up steps, linear decay to 0 at ``train.num_steps``,
+    gradient clipping at 1, weight decay 0.01 (not on biases and LayerNorm)."""
+    c.optimizer.update({"name": "adamw", "learning_rate": learning_rate, "schedule": "linear", "warmup_steps": 10,
+                        "grad_clip_norm": 1.0, "weight_decay": 0.01})
     c.optimizer.total_steps = c.train.get_ref("num_steps")
-    c.optimizer.grad_clip_norm = 1.0
-    c.optimizer.weight_decay = 0.01
+
+
+def smoke(c: ConfigDict) -> None:
+    """The ``runlocal`` training schedule: 2 steps, each logged, evaluated and checkpointed at the end, no warm-up."""
+    c.train.update({"num_steps": 2, "log_every": 1, "eval_every": 2, "checkpoint_every": 2})
+    c.optimizer.warmup_steps = 0
+
+
+TEXT_ARGS = {"runlocal": False, "scifact": False, "steps": 300}
+
+
+def text_variant(c: ConfigDict, a: ConfigDict, *, evaluations: int = 3) -> ConfigDict:
+    """Applies the text configs' shared args: ``steps`` (evaluated and checkpointed ``evaluations`` times),
+    ``scifact`` (../shared/data/scifact, 100 held-out queries) and ``runlocal`` (a 2-step smoke run on tiny
+    lists and lengths; each config also shrinks its model)."""
+    c.train.num_steps = a.steps
+    c.train.eval_every = c.train.checkpoint_every = max(a.steps // evaluations, 1)
+    if a.scifact:
+        c.data.collection = "../shared/data/scifact"
+        c.data.max_eval_queries = 100
+    if a.runlocal:
+        smoke(c)
+        c.data.update({"list_size": 4, "batch_size": 8, "max_eval_queries": 8, "eval_depth": 8, "eval_list_size": 8,
+                       "eval_batch_size": 8, "doc_length": 48, "query_length": 16})
     return c
 
 
@@ -97,10 +124,5 @@ def preference(objective: str = "ranking") -> ConfigDict:
     c.data.update({"manual_dir": "", "reward_model": "", "train_split": "train", "eval_split": "test",
                    "prompt_length": 32, "response_length": 64, "batch_size": 16, "eval_batch_size": 64})
     c.evals = ConfigDict()
-    c.optimizer.learning_rate = 3e-5
-    c.optimizer.schedule = "linear"
-    c.optimizer.warmup_steps = 10
-    c.optimizer.total_steps = c.train.get_ref("num_steps")
-    c.optimizer.grad_clip_norm = 1.0
-    c.optimizer.weight_decay = 0.01
+    finetune_optimizer(c, 3e-5)
     return c

@@ -20,9 +20,9 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from ranking_jax import scoring
 from ranking_jax.models import pretrained as hf
-from ranking_jax.models.encoder import Encoder, pool
+from ranking_jax.models.bi_encoder import BiEncoder
+from ranking_jax.models.encoder import Encoder, check_pooling
 
 __all__ = ["length_buckets", "encode", "TextEncoder", "module_fn", "read_lines", "main"]
 
@@ -86,15 +86,6 @@ def encode(embed: Callable[[jax.Array, jax.Array], jax.Array], tokenizer, texts:
     return out
 
 
-class _PooledEncoder(nnx.Module):
-    def __init__(self, encoder: Encoder, pooling: str, normalize: bool):
-        self.encoder, self.pooling, self.normalize = encoder, pooling, normalize
-
-    def __call__(self, ids, mask):
-        v = pool(self.encoder(ids, mask), mask, self.pooling)
-        return scoring.l2_normalize(v) if self.normalize else v
-
-
 class TextEncoder:
     """Texts -> vectors with a pretrained dir (or an :class:`Encoder` plus its tokenizer dir).
 
@@ -105,8 +96,7 @@ class TextEncoder:
     def __init__(self, model: str | pathlib.Path | Encoder, *, tokenizer_dir: str | pathlib.Path | None = None,
                  pooling: str = "mean", normalize: bool = False, batch_size: int = 32, max_length: int = 256,
                  dtype: str = "float32"):
-        if pooling not in ("mean", "cls"):
-            raise ValueError(f"pooling must be 'mean' or 'cls', got {pooling!r}")
+        check_pooling(pooling)
         if isinstance(model, Encoder):
             if tokenizer_dir is None:
                 raise ValueError("an Encoder instance needs tokenizer_dir= (the directory of its tokenizer.json)")
@@ -119,7 +109,8 @@ class TextEncoder:
             raise ValueError(f"max_length {max_length} exceeds the model's max_position_embeddings {max_pos}")
         self.tokenizer = hf.load_tokenizer(tokenizer_dir, max_length=max_length)
         self.batch_size, self.max_length = batch_size, max_length
-        self._embed = module_fn(_PooledEncoder(encoder, pooling, normalize))
+        towers = BiEncoder(encoder, pooling=pooling, similarity="cosine" if normalize else "dot")
+        self._embed = module_fn(towers, "encode_queries")
 
     def encode(self, texts: Sequence[str], *, progress: bool = False) -> np.ndarray:
         return encode(self._embed, self.tokenizer, texts, batch_size=self.batch_size, max_length=self.max_length,

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import argparse
 import collections
+import functools
 import json
 import pathlib
 import sys
-from typing import Any, Callable, Iterable, Mapping, Optional, Sequence, Union
+from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
 import jax
 import jax.numpy as jnp
@@ -31,40 +32,7 @@ __all__ = ["RerankEvaluator", "RetrievalEvaluator", "EmbeddingEvaluator", "Prefe
 
 
 # ----------------------------------------------------------------------------------------- evaluators
-class RerankEvaluator:
-    """Re-ranks every judged query's candidate list with ``model(batch) -> scores [B, L]`` and evaluates the run.
-
-    ``batches()`` yields evaluation batches: full candidate lists, where chunks of one long list share a
-    ``query_index`` and padding has ``mask`` False / ``query_index`` -1. ``doc_id(query_index, doc_index)``
-    names a candidate in the run. Returns trec_eval-semantics means (:func:`ranking_jax.metrics.trec.evaluate`).
-    """
-
-    def __init__(self, batches: Callable[[], Iterable[Mapping[str, np.ndarray]]], *, query_ids: Sequence[str],
-                 doc_id: Callable[[int, int], str], qrels: Mapping[str, Mapping[str, int]],
-                 measures: Union[str, Sequence[str]], mesh, rules=sharding.DEFAULT_RULES,
-                 run_path: Union[str, pathlib.Path, None] = None, tag: str = "ranking_jax"):
-        self.batches, self.query_ids, self.doc_id, self.qrels = batches, query_ids, doc_id, qrels
-        self.measures, self.mesh, self.rules, self.run_path, self.tag = measures, mesh, rules, run_path, tag
-        self._score = _jitted(lambda m, b: m(b, deterministic=True))
-
-    def run(self, model) -> dict[str, dict[str, float]]:
-        run: dict[str, dict[str, float]] = collections.defaultdict(dict)
-        with jax.set_mesh(self.mesh), sharding.axis_rules(self.rules):
-            for batch in self.batches():
-                device_batch = sharding.shard_batch(trim_padding(dict(batch)), self.mesh, self.rules)
-                scores = np.asarray(jax.device_get(self._score(model, device_batch)), np.float64)
-                q_index, d_index, mask = batch["query_index"], batch["doc_index"], batch["mask"]
-                for b in np.flatnonzero(q_index >= 0):
-                    docs = run[self.query_ids[q_index[b]]]
-                    for slot in np.flatnonzero(mask[b]):
-                        docs[self.doc_id(int(q_index[b]), int(d_index[b, slot]))] = float(scores[b, slot])
-        return dict(run)
-
-    def __call__(self, model) -> dict[str, float]:
-        run = self.run(model)
-        if self.run_path is not None:
-            trec.write_run(self.run_path, run, tag=self.tag)
-        return trec.evaluate(self.qrels, run, self.measures)
+Batches = Sequence[Mapping[str, np.ndarray]]  # e.g. a data.Pipeline: len() and [i]
 
 
 def _jitted(fn: Callable) -> Callable:
@@ -78,6 +46,77 @@ def _jitted(fn: Callable) -> Callable:
         return cache[graphdef](state, batch)
 
     return call
+
+
+def _is_input(key: str) -> bool:
+    """Model inputs (token arrays, images, features), as opposed to list fields such as ``query_index``."""
+    return key in ("images", "features") or key.endswith(("_ids", "_mask"))
+
+
+def _collect(fn: Callable, model, batches: Batches, rows: Callable, mesh, rules
+             ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """``fn(model, batch)`` over ``batches`` (padding trimmed, sharded on the batch axis): the outputs and the
+    batches' other fields except the model inputs (tokens, images), concatenated over the rows that
+    ``rows(batch)`` (bool ``[B]``) keeps."""
+    outputs, fields = [], collections.defaultdict(list)
+    with jax.set_mesh(mesh), sharding.axis_rules(rules):
+        for i in range(len(batches)):
+            batch = batches[i]
+            keep = rows(batch)
+            out = np.asarray(jax.device_get(fn(model, sharding.shard_batch(trim_padding(dict(batch)), mesh, rules))))
+            outputs.append(out[keep])
+            for k, v in batch.items():
+                if not _is_input(k):
+                    fields[k].append(np.asarray(v)[keep])
+    if not outputs:
+        raise ValueError("the evaluation split yielded no batches")
+    return np.concatenate(outputs), {k: np.concatenate(v) for k, v in fields.items()}
+
+
+class _RunEvaluator:
+    """Builds a run ``{query_id: {doc_id: score}}`` (``self.run(model)``), writes it to ``run_path`` as a TREC
+    run file, and returns trec_eval-semantics means (:func:`ranking_jax.metrics.trec.evaluate`)."""
+
+    def __init__(self, *, qrels: Mapping[str, Mapping[str, int]], measures: Union[str, Sequence[str]], mesh,
+                 rules, run_path: Union[str, pathlib.Path, None], tag: str):
+        self.qrels, self.measures, self.mesh, self.rules, self.run_path, self.tag = \
+            qrels, measures, mesh, rules, run_path, tag
+
+    def run(self, model) -> dict[str, dict[str, float]]:
+        raise NotImplementedError
+
+    def __call__(self, model) -> dict[str, float]:
+        run = self.run(model)
+        if self.run_path is not None:
+            trec.write_run(self.run_path, run, tag=self.tag)
+        return trec.evaluate(self.qrels, run, self.measures)
+
+
+class RerankEvaluator(_RunEvaluator):
+    """Re-ranks every judged query's candidate list with ``model(batch) -> scores [B, L]`` and evaluates the run.
+
+    ``batches`` are evaluation batches: full candidate lists, where chunks of one long list share a
+    ``query_index`` and padding has ``mask`` False / ``query_index`` -1. ``doc_id(query_index, doc_index)``
+    names a candidate in the run.
+    """
+
+    def __init__(self, batches: Batches, *, query_ids: Sequence[str], doc_id: Callable[[int, int], str],
+                 qrels: Mapping[str, Mapping[str, int]], measures: Union[str, Sequence[str]], mesh,
+                 rules=sharding.DEFAULT_RULES, run_path: Union[str, pathlib.Path, None] = None,
+                 tag: str = "ranking_jax"):
+        super().__init__(qrels=qrels, measures=measures, mesh=mesh, rules=rules, run_path=run_path, tag=tag)
+        self.batches, self.query_ids, self.doc_id = batches, query_ids, doc_id
+        self._score = _jitted(lambda m, b: m(b, deterministic=True))
+
+    def run(self, model) -> dict[str, dict[str, float]]:
+        scores, fields = _collect(self._score, model, self.batches, lambda b: b["query_index"] >= 0, self.mesh,
+                                  self.rules)
+        run: dict[str, dict[str, float]] = collections.defaultdict(dict)
+        for q, docs, mask, row in zip(fields["query_index"], fields["doc_index"], fields["mask"], scores):
+            ranked = run[self.query_ids[q]]
+            for slot in np.flatnonzero(mask):
+                ranked[self.doc_id(int(q), int(docs[slot]))] = float(row[slot])
+        return dict(run)
 
 
 def exact_topk(queries: jax.Array, docs: jax.Array, k: int, *, chunk: int = 8192) -> tuple[np.ndarray, np.ndarray]:
@@ -111,84 +150,74 @@ def exact_topk(queries: jax.Array, docs: jax.Array, k: int, *, chunk: int = 8192
     return np.asarray(s), np.asarray(i)
 
 
-class RetrievalEvaluator:
-    """Dense retrieval with a bi-encoder: the corpus and the judged queries are encoded in batches sharded on
-    the mesh's batch axis, then :func:`exact_topk` over the whole corpus; evaluates the run."""
+def encode_queries(model, batch):
+    return model.encode_queries(batch["ids"], batch["mask"])
+
+
+def encode_docs(model, batch):
+    return model.encode_docs(batch["ids"], batch["mask"])
+
+
+_ENCODERS: dict[Callable, Callable] = {}  # encode function -> its jitted form
+
+
+def encode_tokens(encode: Callable, model, tokens: Mapping[str, np.ndarray], *, mesh, rules=sharding.DEFAULT_RULES,
+                  batch_size: int = 256) -> np.ndarray:
+    """``encode(model, {"ids", "mask"}) -> [B, D]`` over every row of ``tokens`` (``[N, T]`` arrays), returned
+    ``[N, D]`` in row order. Rows are sorted by length and each batch is cut to a length bucket (a few compiled
+    shapes), padded to a multiple of the mesh size and sharded on the batch axis. ``encode`` is jitted once per
+    model graph (pass a module-level function, e.g. :func:`encode_docs`, to share that cache)."""
+    if encode not in _ENCODERS:
+        _ENCODERS[encode] = _jitted(encode)
+    fn = _ENCODERS[encode]
+    n = len(tokens["ids"])
+    size = max(batch_size - batch_size % mesh.size, mesh.size)
+    order = np.argsort(-tokens["mask"].sum(-1), kind="stable")
+    out = None
+    with jax.set_mesh(mesh), sharding.axis_rules(rules):
+        for start in range(0, n, size):
+            rows = order[start:start + size]
+            chunk = {f"doc_{k}": np.pad(tokens[k][rows], ((0, size - len(rows)), (0, 0))) for k in ("ids", "mask")}
+            chunk = {k[4:]: v for k, v in trim_padding(chunk).items()}
+            emb = np.asarray(jax.device_get(fn(model, sharding.shard_batch(chunk, mesh, rules))))
+            if out is None:
+                out = np.empty((n,) + emb.shape[1:], emb.dtype)
+            out[rows] = emb[:len(rows)]
+    return out
+
+
+class RetrievalEvaluator(_RunEvaluator):
+    """Dense retrieval with a bi-encoder: the corpus and the judged queries are encoded (:func:`encode_tokens`),
+    then :func:`exact_topk` over the whole corpus; evaluates the run."""
 
     def __init__(self, *, query_tokens: Mapping[str, np.ndarray], query_rows: Sequence[int],
                  doc_tokens: Mapping[str, np.ndarray], query_ids: Sequence[str], doc_ids: Sequence[str],
                  qrels: Mapping[str, Mapping[str, int]], measures: Union[str, Sequence[str]], mesh,
                  rules=sharding.DEFAULT_RULES, k: int = 100, batch_size: int = 256, chunk: int = 8192,
                  run_path: Union[str, pathlib.Path, None] = None, tag: str = "ranking_jax"):
+        super().__init__(qrels=qrels, measures=measures, mesh=mesh, rules=rules, run_path=run_path, tag=tag)
         self.query_tokens, self.query_rows, self.doc_tokens = query_tokens, list(query_rows), doc_tokens
-        self.query_ids, self.doc_ids, self.qrels, self.measures = query_ids, doc_ids, qrels, measures
-        self.mesh, self.rules, self.k, self.batch_size, self.chunk = mesh, rules, k, batch_size, chunk
-        self.run_path, self.tag = run_path, tag
-        self._queries = _jitted(lambda m, b: m.encode_queries(b["ids"], b["mask"]))
-        self._docs = _jitted(lambda m, b: m.encode_docs(b["ids"], b["mask"]))
-
-    def _encode(self, encode, model, tokens) -> jax.Array:
-        """Rows sorted by length, batches cut to a length bucket (few shapes), sharded on the batch axis."""
-        n = len(tokens["ids"])
-        size = max(self.batch_size - self.batch_size % self.mesh.size, self.mesh.size)
-        order = np.argsort(-tokens["mask"].sum(-1), kind="stable")
-        out = np.zeros((n,), object)
-        with jax.set_mesh(self.mesh), sharding.axis_rules(self.rules):
-            for start in range(0, n, size):
-                rows = order[start:start + size]
-                chunk = {f"doc_{k}": np.pad(tokens[k][rows], ((0, size - len(rows)), (0, 0))) for k in ("ids", "mask")}
-                chunk = {k[4:]: v for k, v in trim_padding(chunk).items()}
-                emb = np.asarray(jax.device_get(encode(model, sharding.shard_batch(chunk, self.mesh, self.rules))))
-                out[rows] = list(emb[:len(rows)])
-        return jnp.asarray(np.stack(out))
+        self.query_ids, self.doc_ids, self.k, self.batch_size, self.chunk = query_ids, doc_ids, k, batch_size, chunk
 
     def run(self, model) -> dict[str, dict[str, float]]:
-        q = self._encode(self._queries, model, self.query_tokens)
-        d = self._encode(self._docs, model, self.doc_tokens)
-        scores, index = exact_topk(q, d, self.k, chunk=self.chunk)
+        encode = functools.partial(encode_tokens, model=model, mesh=self.mesh, rules=self.rules,
+                                   batch_size=self.batch_size)
+        q = encode(encode_queries, tokens=self.query_tokens)
+        d = encode(encode_docs, tokens=self.doc_tokens)
+        scores, index = exact_topk(jnp.asarray(q), jnp.asarray(d), self.k, chunk=self.chunk)
         return {self.query_ids[row]: {self.doc_ids[j]: float(s) for s, j in zip(scores[i], index[i])}
                 for i, row in enumerate(self.query_rows)}
-
-    def __call__(self, model) -> dict[str, float]:
-        run = self.run(model)
-        if self.run_path is not None:
-            trec.write_run(self.run_path, run, tag=self.tag)
-        return trec.evaluate(self.qrels, run, self.measures)
-
-
-_INPUTS = ("pair_", "query_", "doc_", "prompt_", "chosen_ids", "chosen_mask", "rejected_ids", "rejected_mask",
-           "images", "features")
-
-
-def _collect(fn: Callable, model, batches: Iterable[Mapping[str, np.ndarray]], rows: Callable, mesh, rules
-             ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """``fn(model, batch)`` over ``batches`` (sharded on the batch axis): the outputs and the batches' other
-    fields except the model inputs (tokens, images), concatenated over the rows that ``rows(batch)`` (bool
-    ``[B]``) keeps."""
-    outputs, fields = [], collections.defaultdict(list)
-    with jax.set_mesh(mesh), sharding.axis_rules(rules):
-        for batch in batches:
-            keep = rows(batch)
-            out = np.asarray(jax.device_get(fn(model, sharding.shard_batch(trim_padding(dict(batch)), mesh, rules))))
-            outputs.append(out[keep])
-            for k, v in batch.items():
-                if not k.startswith(_INPUTS):
-                    fields[k].append(np.asarray(v)[keep])
-    if not outputs:
-        raise ValueError("the evaluation split yielded no batches")
-    return np.concatenate(outputs), {k: np.concatenate(v) for k, v in fields.items()}
 
 
 class EmbeddingEvaluator:
     """Metric learning on held-out (open-world) classes: embeds every item with ``model(batch) -> [B, D]`` and
     returns leave-one-out Recall@k (``R@k``), OPIS and epsilon-OPIS (:mod:`ranking_jax.metrics.metric_learning`).
 
-    ``batches()`` yields ``{images, class_labels, mask [B]}`` (padding rows masked); ``out_path`` (``.npz``)
+    ``batches`` are ``{images, class_labels, mask [B]}`` (padding rows masked); ``out_path`` (``.npz``)
     keeps the last embeddings and labels.
     """
 
-    def __init__(self, batches: Callable[[], Iterable[Mapping[str, np.ndarray]]], *, mesh,
-                 rules=sharding.DEFAULT_RULES, ks: Sequence[int] = (1, 2, 4, 8), distance: str = "cosine",
+    def __init__(self, batches: Batches, *, mesh, rules=sharding.DEFAULT_RULES, ks: Sequence[int] = (1, 2, 4, 8), distance: str = "cosine",
                  epsilon: float = 0.05, out_path: Union[str, pathlib.Path, None] = None):
         self.batches, self.mesh, self.rules, self.ks = batches, mesh, rules, tuple(ks)
         self.distance, self.epsilon, self.out_path = distance, epsilon, out_path
@@ -196,7 +225,7 @@ class EmbeddingEvaluator:
 
     def embed(self, model) -> tuple[np.ndarray, np.ndarray]:
         """``(embeddings [N, D], class labels [N])`` of the real rows, in split order."""
-        emb, fields = _collect(self._embed, model, self.batches(), lambda b: np.asarray(b["mask"], bool), self.mesh,
+        emb, fields = _collect(self._embed, model, self.batches, lambda b: np.asarray(b["mask"], bool), self.mesh,
                                self.rules)
         return emb.astype(np.float32), fields["class_labels"]
 
@@ -219,17 +248,16 @@ class PreferenceEvaluator:
     ranking_accuracy`), ``margin`` = mean ``s_chosen - s_rejected``, and ``loss`` = ``objective(scores, batch)``
     (the training objective) over all pairs at once, when given.
 
-    ``batches()`` yields preference batches with pair fields (``data.preference_pipeline(pairs=True)``).
+    ``batches`` are preference batches with pair fields (``data.preference_pipeline(pairs=True)``).
     """
 
-    def __init__(self, batches: Callable[[], Iterable[Mapping[str, np.ndarray]]], *, mesh,
-                 rules=sharding.DEFAULT_RULES, objective: Optional[Callable] = None):
+    def __init__(self, batches: Batches, *, mesh, rules=sharding.DEFAULT_RULES, objective: Optional[Callable] = None):
         self.batches, self.mesh, self.rules, self.objective = batches, mesh, rules, objective
         self._score = _jitted(lambda m, b: m(b, deterministic=True))
 
     def scores(self, model) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """``(scores [N, 2], other batch fields [N, ...])`` of the real pairs, in split order."""
-        scores, fields = _collect(self._score, model, self.batches(), lambda b: np.asarray(b["mask"])[:, 0],
+        scores, fields = _collect(self._score, model, self.batches, lambda b: np.asarray(b["mask"])[:, 0],
                                   self.mesh, self.rules)
         return scores.astype(np.float32), fields
 

@@ -22,12 +22,12 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from ranking_jax import checkpoint
 from ranking_jax import data as data_lib
 from ranking_jax import evaluate, optim, registry, sharding, train
 
 _log = logging.getLogger(__name__)
-TEXT_FAMILIES = {"cross_encoder": "cross_encoder", "bi_encoder": "bi_encoder", "colbert": "colbert", "tk": "tk",
-                 "prett": "prett"}
+TEXT_FAMILIES = ("cross_encoder", "bi_encoder", "colbert", "tk", "prett")
 
 
 @dataclasses.dataclass
@@ -35,7 +35,7 @@ class Task:
     """What ``train_and_evaluate`` needs besides the model: data, evaluators and the loss inputs.
 
     ``objective(outputs, batch) -> loss`` replaces the ranking loss ``config.loss(scores, labels, where=mask)``
-    for tasks whose loss reads more of the batch (see :func:`objective_loss_fn`).
+    for tasks whose loss reads more of the batch (see :func:`ranking_jax.train.objective_loss_fn`).
     """
     train_data: Any
     evaluators: dict[str, Callable]
@@ -74,7 +74,7 @@ def build_model(config, *, pretrained: bool = True) -> nnx.Module:
 
 
 # ------------------------------------------------------------------------------------ text ranking
-def _beir_source(config, workdir) -> pathlib.Path:
+def _beir_source(config) -> pathlib.Path:
     collection = config.data.collection
     if collection == "chatterbot":
         from ranking_jax.data import chatterbot
@@ -105,14 +105,10 @@ def first_stage(spec: str, query_texts, corpus_texts, *, rows, depth: int, mesh,
     from ranking_jax.models import bi_encoder
     model = bi_encoder(pretrained=pretrained, pooling="mean", similarity="cosine")
     tok = data_lib.TextTokenizer(query_length=64, doc_length=256)  # cut to each batch's longest text
-    ids = [str(i) for i in range(len(corpus_texts))]
-    retriever = evaluate.RetrievalEvaluator(
-        query_tokens=tok.encode_queries(query_texts), query_rows=list(range(len(query_texts))),
-        doc_tokens=tok.encode_docs(corpus_texts), query_ids=[str(i) for i in range(len(query_texts))],
-        doc_ids=ids, qrels={}, measures=(), mesh=mesh, rules=rules, k=depth)
-    run = retriever.run(model)
-    return {q: np.array([int(doc) for doc in sorted(run[str(i)], key=lambda x: -run[str(i)][x])], np.int32)
-            for i, q in enumerate(rows)}
+    q = evaluate.encode_tokens(evaluate.encode_queries, model, tok.encode_queries(query_texts), mesh=mesh, rules=rules)
+    d = evaluate.encode_tokens(evaluate.encode_docs, model, tok.encode_docs(corpus_texts), mesh=mesh, rules=rules)
+    _, top = evaluate.exact_topk(jnp.asarray(q), jnp.asarray(d), depth)
+    return data_lib.candidates_from_search(rows, top)
 
 
 def text_ranking_task(config, workdir: pathlib.Path, mesh, rules) -> Task:
@@ -122,7 +118,7 @@ def text_ranking_task(config, workdir: pathlib.Path, mesh, rules) -> Task:
     family = config.model.name
     if family not in TEXT_FAMILIES:
         raise ValueError(f"config.model.name={family!r} is not a text ranking family {sorted(TEXT_FAMILIES)}")
-    source = _beir_source(config, workdir)
+    source = _beir_source(config)
     builder = data_lib.prepare(data_lib.Beir, config="custom", data_dir=data_cache(config, str(source.resolve())),
                                manual_dir=source)
     src = builder.as_data_source()
@@ -165,8 +161,7 @@ def text_ranking_task(config, workdir: pathlib.Path, mesh, rules) -> Task:
                                            tokenizer=tokenizer)
     measures = config.evals.measures
     evaluators = {"rerank": evaluate.RerankEvaluator(
-        lambda: (eval_pipeline[i] for i in range(len(eval_pipeline))), query_ids=query_ids,
-        doc_id=lambda q, doc: doc_ids[doc], qrels=qrels, measures=measures, mesh=mesh, rules=rules, run_path=workdir / "rerank.run")}
+        eval_pipeline, query_ids=query_ids, doc_id=lambda q, doc: doc_ids[doc], qrels=qrels, measures=measures, mesh=mesh, rules=rules, run_path=workdir / "rerank.run")}
     if family == "bi_encoder" and config.evals.retrieval:
         eval_rows = sorted(eval_qrels)
         evaluators["retrieval"] = evaluate.RetrievalEvaluator(
@@ -200,24 +195,12 @@ def letor_task(config, workdir: pathlib.Path, mesh, rules) -> Task:
         for doc, lab in zip(r["doc_index"].tolist(), r["labels"].tolist()):
             qrels.setdefault(str(r["query_index"]), {})[f"{r['query_index']}-{doc}"] = int(lab)
     evaluators = {"rerank": evaluate.RerankEvaluator(
-        lambda: (eval_pipeline[i] for i in range(len(eval_pipeline))), query_ids=query_ids,
-        doc_id=lambda q, doc: f"{q}-{doc}", qrels=qrels, measures=config.evals.measures, mesh=mesh, rules=rules,
+        eval_pipeline, query_ids=query_ids, doc_id=lambda q, doc: f"{q}-{doc}", qrels=qrels, measures=config.evals.measures, mesh=mesh, rules=rules,
         run_path=workdir / "rerank.run")}
     return Task(train_data, evaluators, model_kwargs={"num_features": int(train_records[0]["features"].shape[-1])})
 
 
 # ------------------------------------------------------------------------ tasks with their own objective
-def objective_loss_fn(model: train.Model, objective: Callable) -> Callable:
-    """``loss_fn(params, batch, rng) -> (objective(outputs, batch), outputs)`` (the contract of
-    ``train.make_loss_fn``): the model's outputs in training mode (dropout keyed by ``rng``), then the task's
-    objective, which reads what it needs from the batch."""
-    def loss_fn(params, batch, rng):
-        outputs = model.merge(params)(batch, deterministic=False, rngs=nnx.Rngs(dropout=rng)).astype(jnp.float32)
-        return objective(outputs, batch), outputs
-
-    return loss_fn
-
-
 def metric_learning_objective(loss: Callable, *, tcm: Mapping[str, float] | None = None) -> Callable:
     """``loss(embeddings, class_labels, where=mask) + weight * tcm_regularizer(...)``: Zhang et al. (ICLR 2024)
     add TCM to any base loss, ``L = L_base + L_TCM`` (``weight`` 1; ``lambda_pos``/``lambda_neg``, ``m_pos``/
@@ -259,7 +242,7 @@ def metric_learning_task(config, workdir: pathlib.Path, mesh, rules) -> Task:
     eval_pipeline = data_lib.image_pipeline(eval_source, batch_size=d.eval_batch_size, train=False,
                                             max_value=max_value)
     evaluators = {"embedding": evaluate.EmbeddingEvaluator(
-        lambda: (eval_pipeline[i] for i in range(len(eval_pipeline))), mesh=mesh, rules=rules,
+        eval_pipeline, mesh=mesh, rules=rules,
         ks=tuple(config.evals.recall_at), out_path=workdir / "embeddings.npz")}
     tcm = config.get("tcm")
     objective = metric_learning_objective(registry.lookup(config.loss), tcm=tcm.to_dict() if tcm else None)
@@ -282,11 +265,11 @@ def preference_objective(loss: Callable, *, objective: str, loss_inputs: Mapping
     if objective not in PREFERENCE_OBJECTIVES:
         raise ValueError(f"config.preference.objective={objective!r} is unknown; use one of {PREFERENCE_OBJECTIVES}")
     inputs = dict(loss_inputs)
+    if objective == "ranking":
+        return train.ranking_objective(loss, loss_inputs=inputs)
 
     def fn(scores, batch):
         extra = {name: batch[key] for name, key in inputs.items()}
-        if objective == "ranking":
-            return loss(scores, batch["labels"], where=batch["mask"], **extra)
         ref = batch["reference_scores"]
         pairs = batch["mask"][:, 0] & ~batch["tie"]  # a tie states no preference
         return loss(scores[:, 0], scores[:, 1], ref[:, 0], ref[:, 1], where=pairs, **extra)
@@ -347,12 +330,11 @@ def preference_task(config, workdir: pathlib.Path, mesh, rules) -> Task:
             prompt_length=d.prompt_length, response_length=d.response_length, tokenizer=tokenizer, pairs=True,
             extra=extra)
 
-    batches = lambda pipe: lambda: (pipe[i] for i in range(len(pipe)))
     extra = {d.train_split: None, d.eval_split: None}
     if p.objective == "dpo":
         reference = build_model(config)  # the initial model: same pretrained weights and seed as the policy's
         for split in extra:
-            scorer = evaluate.PreferenceEvaluator(batches(pipeline(split, train=False)), mesh=mesh, rules=rules)
+            scorer = evaluate.PreferenceEvaluator(pipeline(split, train=False), mesh=mesh, rules=rules)
             extra[split] = {"reference_scores": scorer.scores(reference)[0]}
         del reference
     objective = preference_objective(registry.lookup(config.loss), objective=p.objective,
@@ -364,7 +346,7 @@ def preference_task(config, workdir: pathlib.Path, mesh, rules) -> Task:
                          f"have {sorted(train_pipeline[0])}); chosen_score/rejected_score need scored data: set "
                          "config.data.reward_model or give them in the JSONL")
     eval_pipeline = pipeline(d.eval_split, train=False, extra=extra[d.eval_split])
-    evaluators = {"preference": evaluate.PreferenceEvaluator(batches(eval_pipeline), mesh=mesh, rules=rules,
+    evaluators = {"preference": evaluate.PreferenceEvaluator(eval_pipeline, mesh=mesh, rules=rules,
                                                              objective=objective)}
     return Task(train_pipeline.iterator(), evaluators, objective=objective)
 
@@ -382,7 +364,7 @@ def run_one(config, workdir: pathlib.Path, *, progress: bool = True) -> dict:
     rules = rules_from(config)
     task = TASKS[config.task](config, workdir, mesh, rules)
     t_data = time.perf_counter() - t0
-    resuming = train.ckpt_lib.resolve_start(workdir, resume=config.resume).source != "scratch"
+    resuming = checkpoint.resolve_start(workdir, resume=config.resume).source != "scratch"
     if task.model_kwargs:
         with config.unlocked():
             for k, v in task.model_kwargs.items():
@@ -390,11 +372,9 @@ def run_one(config, workdir: pathlib.Path, *, progress: bool = True) -> dict:
     model = build_model(config, pretrained=not resuming)
     split, params = train.split_model(model)
     tx = optim.make(config)
-    if task.objective is not None:
-        loss_fn = objective_loss_fn(split, task.objective)
-    else:
-        loss_fn = train.make_loss_fn(split, registry.lookup(config.loss),
-                                     loss_inputs=dict(config.get("loss_inputs", {})))
+    objective = task.objective or train.ranking_objective(registry.lookup(config.loss),
+                                                          loss_inputs=dict(config.get("loss_inputs", {})))
+    loss_fn = train.objective_loss_fn(split, objective)
     t = config.train
     early = train.EarlyStopping(metric=config.early_stopping.metric, patience=config.early_stopping.patience,
                                 mode=config.early_stopping.mode)

@@ -163,11 +163,14 @@ def shard_batch(batch: Any, mesh: jax.sharding.Mesh, rules: Rules = DEFAULT_RULE
     With one process the slice is the whole batch; with several, each process passes its own rows
     (``per-process`` input sharding) and the global batch is their concatenation in process order.
     """
+    first = batch_spec(1, rules)
+    axes = first[0] if first else ()
+    shards = math.prod(mesh.shape[a] for a in ((axes,) if isinstance(axes, str) else axes or ()))
+
     def put(x):
         x = np.asarray(x)
         sharding = batch_sharding(mesh, x.ndim, rules)
-        shards = math.prod(mesh.shape[a] for a in jax.tree.leaves(tuple(sharding.spec)[:1]) if a is not None)
-        if x.shape[0] * jax.process_count() % max(shards, 1):
+        if x.shape[0] * jax.process_count() % shards:
             raise ValueError(f"a batch of {x.shape[0] * jax.process_count()} rows cannot be split over the {shards} "
                              f"devices of the batch axis (mesh {dict(mesh.shape)}); set config.data.batch_size "
                              f"(and eval_batch_size) to a multiple of {shards}, or change config.mesh")

@@ -69,19 +69,33 @@ def state_shardings(state: dict) -> Any:
 
 
 # ------------------------------------------------------------------------------------------- step
-def make_loss_fn(model: Model, loss: Callable, *, loss_inputs: Mapping[str, str] = ()) -> Callable:
-    """``loss_fn(params, batch, rng) -> (scalar, scores)``: model scores ``[B, L]``, then the configured loss.
+def ranking_objective(loss: Callable, *, loss_inputs: Mapping[str, str] = ()) -> Callable:
+    """``objective(scores, batch) = loss(scores, batch["labels"], where=batch["mask"], **extra)``.
 
     ``loss_inputs`` maps extra loss keyword arguments to batch keys (e.g. teacher scores).
     """
     loss_inputs = dict(loss_inputs)
 
-    def loss_fn(params, batch, rng):
-        scores = model.merge(params)(batch, deterministic=False, rngs=nnx.Rngs(dropout=rng)).astype(jnp.float32)
+    def objective(scores, batch):
         extra = {name: batch[key] for name, key in loss_inputs.items()}
-        return loss(scores, batch["labels"], where=batch["mask"], **extra), scores
+        return loss(scores, batch["labels"], where=batch["mask"], **extra)
+
+    return objective
+
+
+def objective_loss_fn(model: Model, objective: Callable) -> Callable:
+    """``loss_fn(params, batch, rng) -> (objective(outputs, batch), outputs)``: the model's outputs in training
+    mode (dropout keyed by ``rng``), then the task's objective, which reads what it needs from the batch."""
+    def loss_fn(params, batch, rng):
+        outputs = model.merge(params)(batch, deterministic=False, rngs=nnx.Rngs(dropout=rng)).astype(jnp.float32)
+        return objective(outputs, batch), outputs
 
     return loss_fn
+
+
+def make_loss_fn(model: Model, loss: Callable, *, loss_inputs: Mapping[str, str] = ()) -> Callable:
+    """``loss_fn(params, batch, rng) -> (scalar, scores)`` for a ranking loss over scores ``[B, L]``."""
+    return objective_loss_fn(model, ranking_objective(loss, loss_inputs=loss_inputs))
 
 
 def accumulated_value_and_grad(loss_fn: Callable, accum_steps: int) -> Callable:
@@ -113,7 +127,7 @@ def accumulated_value_and_grad(loss_fn: Callable, accum_steps: int) -> Callable:
 
 
 def make_train_step(loss_fn: Callable, tx: optax.GradientTransformation, *, accum_steps: int = 1,
-                    shardings: Any = None, batch_sharding: Any = None, logits_fn: Callable | None = None):
+                    shardings: Any = None, logits_fn: Callable | None = None):
     """One jitted step ``(state, batch) -> (state, metrics)`` with donated state.
 
     SAM/ASAM receive ``grad_fn`` (the gradient at other parameters on the same batch and dropout key),
@@ -143,7 +157,8 @@ def make_train_step(loss_fn: Callable, tx: optax.GradientTransformation, *, accu
                    "finite": finite}
         return new_state, metrics
 
-    in_shardings = None if shardings is None else (shardings, batch_sharding)
+    # batches arrive as global arrays already laid out by sharding.shard_batch
+    in_shardings = None if shardings is None else (shardings, None)
     out_shardings = None if shardings is None else (shardings, None)
     return jax.jit(step, donate_argnums=(0,), in_shardings=in_shardings, out_shardings=out_shardings)
 
@@ -179,33 +194,32 @@ class EarlyStopping:
         return bool(self.patience) and self.bad_evals >= self.patience
 
 
-def _device_batch(batch: Batch, mesh, rules, trim: bool) -> dict:
-    from ranking_jax.data.pipeline import trim_padding
-    return sharding.shard_batch(trim_padding(dict(batch)) if trim else dict(batch), mesh, rules)
-
-
 def train_and_evaluate(*, workdir: str | pathlib.Path, model: Model, params: Any, tx: optax.GradientTransformation,
                        loss_fn: Callable, train_data: Any, mesh: jax.sharding.Mesh, rules, num_steps: int,
                        seed: int = 0, accum_steps: int = 1, log_every: int = 10, eval_every: int = 0,
                        checkpoint_every: int = 0, keep_checkpoints: int = 2, evaluators: Mapping[str, Callable] = (),
                        early_stopping: EarlyStopping | None = None, resume: str = "", lr_fn: Callable | None = None,
-                       logits_fn: Callable | None = None, progress: bool = True, trim_padding: bool = True,
-                       on_step: Callable[[int], None] | None = None) -> dict:
+                       logits_fn: Callable | None = None, progress: bool = True, trim_padding: bool = True
+                       ) -> dict:
     """Trains for ``num_steps`` steps, evaluating, checkpointing and logging; returns the final summary.
 
     ``train_data`` is an iterator of host batches with ``get_state()``/``set_state()``; ``evaluators``
     map a name to ``evaluator(model_module) -> {metric: value}``. ``trim_padding`` cuts token arrays to
     the batch's longest sequence in power-of-two buckets (a few compiled shapes, no wasted padding).
+
+    The finite-loss guard reads each step's flag only after the next step is dispatched, so the host never
+    waits on the device in between; flags are read at once before logging, evaluating or saving, so no
+    non-finite state is ever logged, evaluated or checkpointed.
     """
     from tqdm import tqdm
+
+    from ranking_jax.data.pipeline import trim_padding as trim
 
     workdir = pathlib.Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     state = init_state(params, tx, seed, mesh, rules)
-    shardings = state_shardings(state)
-    batch_sharding = None  # batches arrive as global arrays already laid out by shard_batch
-    step_fn = make_train_step(loss_fn, tx, accum_steps=accum_steps, shardings=shardings,
-                              batch_sharding=batch_sharding, logits_fn=logits_fn)
+    step_fn = make_train_step(loss_fn, tx, accum_steps=accum_steps, shardings=state_shardings(state),
+                              logits_fn=logits_fn)
     checkpointer = ckpt_lib.Checkpointer(workdir / "checkpoints", max_to_keep=keep_checkpoints)
     best_checkpointer = ckpt_lib.Checkpointer(workdir / "best", max_to_keep=1, async_save=False) \
         if early_stopping and early_stopping.metric else None
@@ -243,31 +257,43 @@ def train_and_evaluate(*, workdir: str | pathlib.Path, model: Model, params: Any
                                    "bad_evals": early_stopping.bad_evals}}
         checkpointer.save(step, state, data_state=train_data.get_state(), meta=meta, force=force)
 
+    def check(step, metrics):
+        """The guard: a non-finite step stops the run (its update was not applied in the step)."""
+        if not bool(metrics["finite"]):
+            checkpointer.wait()
+            raise DivergenceError(
+                f"non-finite loss or gradient at step {step} (loss={float(metrics['loss'])}, "
+                f"grad_norm={float(metrics['grad_norm'])}); the update was not applied. Last good checkpoint: "
+                f"{checkpointer.directory / str(last_good) if last_good is not None else 'none saved yet'}. "
+                "Lower the learning rate, enable clipping (config.optimizer.grad_clip_norm) or check the data.")
+
     summary: dict[str, Any] = {"start": start.source, "first_step": first_step}
+    last_eval: tuple[int, dict] | None = None
     if first_step == 0 and evaluators:
         summary["eval_before"] = evaluate(0)
     bar = tqdm(total=num_steps, initial=first_step, disable=not progress, dynamic_ncols=True, desc="train")
     t_log, examples = time.perf_counter(), 0
     step = first_step
     stopped_early = False
+    pending = None  # (step, metrics) whose finite flag is not yet read
     t_train, eval_before = time.perf_counter(), timing["eval_s"]
     while step < num_steps:
         host_batch = next(train_data)
-        batch = _device_batch(host_batch, mesh, rules, trim_padding)
+        batch = sharding.shard_batch(trim(dict(host_batch)) if trim_padding else dict(host_batch), mesh, rules)
         state, metrics = step_fn(state, batch)
-        if not bool(metrics["finite"]):
-            checkpointer.wait()
-            raise DivergenceError(
-                f"non-finite loss or gradient at step {step + 1} (loss={float(metrics['loss'])}, "
-                f"grad_norm={float(metrics['grad_norm'])}); the update was not applied. Last good checkpoint: "
-                f"{checkpointer.directory / str(last_good) if last_good is not None else 'none saved yet'}. "
-                "Lower the learning rate, enable clipping (config.optimizer.clip_norm) or check the data.")
+        if pending is not None:
+            check(*pending)
         step += 1
+        pending = (step, metrics)
         examples += int(np.asarray(host_batch["mask"]).shape[0]) * jax.process_count()
         bar.update(1)
-        if on_step is not None:
-            on_step(step)
-        if step % log_every == 0 or step == num_steps:
+        log = step % log_every == 0 or step == num_steps
+        run_eval = bool(eval_every and evaluators and (step % eval_every == 0 or step == num_steps))
+        save_now = bool(checkpoint_every and (step % checkpoint_every == 0 or step == num_steps))
+        if log or run_eval or save_now:
+            check(*pending)
+            pending = None
+        if log:
             dt = time.perf_counter() - t_log
             scalars = {k: float(v) for k, v in metrics.items() if k != "finite"}
             scalars["examples_per_s"] = examples / max(dt, 1e-9)
@@ -276,12 +302,12 @@ def train_and_evaluate(*, workdir: str | pathlib.Path, model: Model, params: Any
             writer.write(step, scalars)
             bar.set_postfix(loss=f"{scalars['loss']:.4f}")
             t_log, examples = time.perf_counter(), 0
-        if eval_every and evaluators and (step % eval_every == 0 or step == num_steps):
-            results = evaluate(step)
-            if early_stopping.update(step, results) and best_checkpointer is not None:
+        if run_eval:
+            last_eval = (step, evaluate(step))
+            if early_stopping.update(step, last_eval[1]) and best_checkpointer is not None:
                 best_checkpointer.save(step, {"params": state["params"]}, force=True)
             stopped_early = early_stopping.should_stop
-        if checkpoint_every and (step % checkpoint_every == 0 or step == num_steps or stopped_early):
+        if checkpoint_every and (save_now or stopped_early):
             t0 = time.perf_counter()
             save(step, force=True)
             timing["checkpoint_s"] += time.perf_counter() - t0
@@ -291,17 +317,21 @@ def train_and_evaluate(*, workdir: str | pathlib.Path, model: Model, params: Any
                       step, early_stopping.metric, early_stopping.patience, early_stopping.best,
                       early_stopping.best_step)
             break
+    if pending is not None:
+        check(*pending)
     bar.close()
     checkpointer.close()
     timing["train_s"] = time.perf_counter() - t_train - (timing["eval_s"] - eval_before) - timing["checkpoint_s"]
     summary.update(final_step=step, stopped_early=stopped_early)
+    evaluated = last_eval is not None and last_eval[0] == step  # the loop's last evaluation was of these params
     if best_checkpointer is not None and early_stopping.best_step is not None:
         restored, _, _ = best_checkpointer.restore({"params": state["params"]})
         state = dict(state, params=restored["params"])
         summary.update(best_step=early_stopping.best_step, best=early_stopping.best)
         best_checkpointer.close()
+        evaluated = evaluated and early_stopping.best_step == step
     if evaluators:
-        summary["eval_after"] = evaluate(step)
+        summary["eval_after"] = last_eval[1] if evaluated else evaluate(step)
     summary["timing"] = {k: round(v, 2) for k, v in timing.items()}
     writer.close()
     writers.plot_curves(writer.rows(), workdir / "curves.png")

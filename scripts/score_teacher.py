@@ -74,10 +74,6 @@ def read_triples(path, *, queries: data.IdIndex, docs: data.IdIndex) -> list[tup
     return triples
 
 
-def _ids(source, field: str) -> list[str]:
-    return [source[i][field].decode() for i in range(len(source))]
-
-
 def main(argv: Iterable[str] | None = None) -> None:
     from ranking_jax import registry
 
@@ -106,7 +102,7 @@ def main(argv: Iterable[str] | None = None) -> None:
     builder_cls = data.Beir if args.builder == "beir" else data.MsmarcoPassage
     src = data.prepare(builder_cls, config=args.config, data_dir=args.data_dir,
                        manual_dir=args.manual_dir).as_data_source()
-    query_ids, doc_ids = _ids(src["queries"], "query_id"), _ids(src["corpus"], "doc_id")
+    query_ids, doc_ids = data.id_list(src["queries"], "query_id"), data.id_list(src["corpus"], "doc_id")
     qindex, dindex = data.IdIndex(query_ids), data.IdIndex(doc_ids)
     if args.triples:
         triples = read_triples(args.triples, queries=qindex, docs=dindex)

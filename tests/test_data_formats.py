@@ -1,6 +1,7 @@
 """Raw file formats: malformed lines raise errors naming file:line and what was expected; TREC runs
 round-trip; ids map to rows; counted skips."""
 
+import functools
 import logging
 
 import numpy as np
@@ -15,15 +16,19 @@ def _file(tmp_path, name, text):
     return path
 
 
+def _assert_malformed(tmp_path, name, text, read, match):
+    """Reading ``text`` as file ``name`` with ``read`` raises a DataFormatError matching ``match``."""
+    with pytest.raises(data.DataFormatError, match=match):
+        list(read(_file(tmp_path, name, text)))
+
+
 @pytest.mark.parametrize("text, line, expected", [
     ("query-id\tcorpus-id\tscore\nq1\td1\t1\nq1\td2\n", 3, "3 tab-separated columns"),
     ("q1\td1\t1\nq1\td2\thigh\n", 2, "an integer relevance"),
     ("q1 0 d1 1\nq1 0 d2 1 extra\n", 2, "3 tab-separated columns"),
 ])
 def test_qrels_malformed(tmp_path, text, line, expected):
-    path = _file(tmp_path, "qrels.tsv", text)
-    with pytest.raises(data.DataFormatError, match=rf"qrels.tsv:{line}: expected {expected}"):
-        list(data.read_qrels(path))
+    _assert_malformed(tmp_path, "qrels.tsv", text, data.read_qrels, rf"qrels.tsv:{line}: expected {expected}")
 
 
 def test_qrels_formats(tmp_path):
@@ -36,15 +41,12 @@ def test_qrels_formats(tmp_path):
 
 
 def test_jsonl_malformed(tmp_path):
-    path = _file(tmp_path, "corpus.jsonl", '{"_id": "1", "text": "a"}\n{"_id": "2", "text": "b"\n')
-    with pytest.raises(data.DataFormatError, match=r"corpus.jsonl:2: expected one JSON object per line"):
-        list(data.read_jsonl(path))
-    path = _file(tmp_path, "queries.jsonl", '{"_id": "1", "text": "a"}\n["x"]\n')
-    with pytest.raises(data.DataFormatError, match=r"queries.jsonl:2: expected a JSON object"):
-        list(data.read_jsonl(path))
-    path = _file(tmp_path, "q2.jsonl", '{"text": "a"}\n')
-    with pytest.raises(data.DataFormatError, match=r"q2.jsonl:1: expected the key\(s\) \['_id'\]"):
-        list(data.read_jsonl(path))
+    _assert_malformed(tmp_path, "corpus.jsonl", '{"_id": "1", "text": "a"}\n{"_id": "2", "text": "b"\n',
+                      data.read_jsonl, r"corpus.jsonl:2: expected one JSON object per line")
+    _assert_malformed(tmp_path, "queries.jsonl", '{"_id": "1", "text": "a"}\n["x"]\n', data.read_jsonl,
+                      r"queries.jsonl:2: expected a JSON object")
+    _assert_malformed(tmp_path, "q2.jsonl", '{"text": "a"}\n', data.read_jsonl,
+                      r"q2.jsonl:1: expected the key\(s\) \['_id'\]")
 
 
 def test_run_round_trip_and_errors(tmp_path):
@@ -53,24 +55,18 @@ def test_run_round_trip_and_errors(tmp_path):
     assert lines[0] == "q1 Q0 a 1 3.0 ranking_jax"
     assert [line.split()[2] for line in lines[:3]] == ["a", "c", "b"]  # ties by docid descending (trec_eval)
     assert data.read_run(path) == {"q1": [("a", 3.0), ("c", 1.0), ("b", 1.0)], "q2": [("x", 0.5)]}
-    bad = _file(tmp_path, "bad.trec", "q1 Q0 a 1 3.0 tag\nq1 Q0 b two 2.0 tag\n")
-    with pytest.raises(data.DataFormatError, match=r"bad.trec:2: expected an integer rank"):
-        data.read_run(bad)
+    _assert_malformed(tmp_path, "bad.trec", "q1 Q0 a 1 3.0 tag\nq1 Q0 b two 2.0 tag\n", data.read_run,
+                      r"bad.trec:2: expected an integer rank")
 
 
 def test_tsv_and_svmlight_malformed(tmp_path):
-    path = _file(tmp_path, "triples.tsv", "1.5\t0.5\tq\tp\tn\n1.5\tx\tq\tp\tn\n")
-    with pytest.raises(data.DataFormatError, match=r"triples.tsv:2: expected columns of types \(pos_score: float"):
-        list(data.read_teacher_triples(path))
-    svm = _file(tmp_path, "train.txt", "1 qid:3 1:0.5 3:2\n2 3:1\n")
-    with pytest.raises(data.DataFormatError, match=r"train.txt:2: expected 'label qid:Q index:value"):
-        list(data.read_svmlight(svm, num_features=3))
-    svm = _file(tmp_path, "t2.txt", "1 qid:3 1:0.5 4:2\n")
-    with pytest.raises(data.DataFormatError, match=r"t2.txt:1: expected .*1 <= index <= 3"):
-        list(data.read_svmlight(svm, num_features=3))
-    svm = _file(tmp_path, "t3.txt", "1 qid:3 0:0.5\n")
-    with pytest.raises(data.DataFormatError, match=r"t3.txt:1: expected .*1-based"):
-        list(data.read_svmlight(svm, num_features=3))
+    _assert_malformed(tmp_path, "triples.tsv", "1.5\t0.5\tq\tp\tn\n1.5\tx\tq\tp\tn\n", data.read_teacher_triples,
+                      r"triples.tsv:2: expected columns of types \(pos_score: float")
+    svm = functools.partial(data.read_svmlight, num_features=3)
+    _assert_malformed(tmp_path, "train.txt", "1 qid:3 1:0.5 3:2\n2 3:1\n", svm,
+                      r"train.txt:2: expected 'label qid:Q index:value")
+    _assert_malformed(tmp_path, "t2.txt", "1 qid:3 1:0.5 4:2\n", svm, r"t2.txt:1: expected .*1 <= index <= 3")
+    _assert_malformed(tmp_path, "t3.txt", "1 qid:3 0:0.5\n", svm, r"t3.txt:1: expected .*1-based")
     (n, label, qid, x), = data.read_svmlight(_file(tmp_path, "ok.txt", "2 qid:7 1:0.5 3:-2 # doc\n"), num_features=3)
     assert (n, label, qid) == (1, 2.0, "7") and x.tolist() == [0.5, 0.0, -2.0]
 

@@ -33,7 +33,8 @@ def collection(tmp_path_factory):
     qrels = data.qrels_from_split(src["test"])
     rows = list(qrels)
     bm25 = data.BM25(analyze=str.split).index(data.texts(src["corpus"]))
-    top, _ = bm25.search([data.texts(src["queries"])[r] for r in rows], k=25)
+    query_texts = data.texts(src["queries"])
+    top, _ = bm25.search([query_texts[r] for r in rows], k=25)
     return {"src": src, "qrels": qrels, "candidates": data.candidates_from_search(rows, top),
             "queries": data.Texts(src["queries"]), "corpus": data.Texts(src["corpus"])}
 
@@ -282,3 +283,30 @@ def test_preference_pipeline(tmp_path):
     assert b1["mask"].tolist() == [[True, True]] + [[False, False]] * 3  # 5 pairs: last batch padded
     tok = data.TextTokenizer()
     np.testing.assert_array_equal(b1["prompt_ids"][0], tok.encode(["prompt 4"], length=8)["ids"][0])
+
+
+@pytest.mark.parametrize("family", ["cross_encoder", "bi_encoder"])
+def test_pretokenized_batches_equal_tokenizing_per_batch(collection, tokenizer, family):
+    """TokenTable lookups give the same batches as tokenizing the texts of every batch."""
+    records = data.eval_lists(collection["qrels"], collection["candidates"], list_size=7)
+    kw = dict(family=family, queries=collection["queries"], corpus=collection["corpus"], batch_size=3, list_size=7,
+              train=False, tokenizer=tokenizer, shard=(0, 1))
+    tables, texts = data.text_pipeline(records, **kw), data.text_pipeline(records, pretokenize=False, **kw)
+    for step in range(len(tables)):
+        a, b = tables[step], texts[step]
+        assert sorted(a) == sorted(b) and all(np.array_equal(a[k], b[k]) for k in a)
+
+
+def test_trim_padding_cuts_to_power_of_two_buckets():
+    mask = np.zeros((2, 3, 40), np.int32)
+    mask[0, 1, :20] = 1  # longest real sequence: 20 tokens -> bucket 32
+    ids = np.arange(2 * 3 * 40).reshape(2, 3, 40)
+    q_mask = np.zeros((2, 12), np.int32)
+    q_mask[1, :11] = 1  # 11 tokens -> bucket 16 > 12 columns -> all 12 kept
+    out = data.trim_padding({"pair_ids": ids, "pair_mask": mask, "pair_type_ids": ids % 2, "query_mask": q_mask,
+                             "doc_mask": np.zeros((2, 3, 40), np.int32), "labels": np.ones((2, 3))})
+    np.testing.assert_array_equal(out["pair_ids"], ids[..., :32])
+    np.testing.assert_array_equal(out["pair_type_ids"], (ids % 2)[..., :32])
+    assert out["pair_mask"].shape == (2, 3, 32) and out["query_mask"].shape == (2, 12)
+    assert out["doc_mask"].shape == (2, 3, 16)  # no real token: the smallest bucket
+    np.testing.assert_array_equal(out["labels"], np.ones((2, 3)))

@@ -71,7 +71,7 @@ def test_rerank_evaluator_matches_ir_measures(tmp_path):
             yield b
 
     mesh = sharding.make_mesh([("data", -1)])
-    ev = evaluate.RerankEvaluator(batches, query_ids=[f"q{q}" for q in range(12)], doc_id=lambda q, d: f"d{d}",
+    ev = evaluate.RerankEvaluator(list(batches()), query_ids=[f"q{q}" for q in range(12)], doc_id=lambda q, d: f"d{d}",
                                   qrels=qrels, measures=MEASURES, mesh=mesh, run_path=tmp_path / "rr.run")
     result = ev(model)
     # the same run computed directly, outside the evaluator

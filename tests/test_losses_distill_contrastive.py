@@ -19,6 +19,8 @@ import scipy.stats
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from _loss_checks import (assert_jit_vmap_sum, assert_padding_invisible, assert_row_excluded, call, log_softmax, rng,
+                          softplus)
 from ranking_jax import registry
 from ranking_jax.losses import (e2rank_loss, infonce_loss, kl_distill_loss, margin_mse_loss, margin_mse_triple_loss,
                                 mse_distill_loss, pearson_loss, pro_loss, rank_kl_loss, soft_infonce_loss,
@@ -28,27 +30,9 @@ RTOL = 1e-5
 ATOL = 1e-6
 
 
-def call(fn, *args, **kwargs):
-    """``fn(*args, **kwargs)`` under ``jax.jit`` (one compile instead of op-by-op eager dispatch)."""
-    return jax.jit(functools.partial(fn, **kwargs))(*args)
-
-
-def _rng(seed=0):
-    return np.random.default_rng(seed)
-
-
-def _softplus(x):
-    return np.logaddexp(0.0, x)
-
-
-def _log_softmax(x):
-    x = np.asarray(x, np.float64)
-    return x - scipy.special.logsumexp(x)
-
-
 # ---------------------------------------------------------------------------------------------------- distillation
 def test_margin_mse_triple_matches_matchmaker_formula():
-    r = _rng(1)
+    r = rng(1)
     sp, sn, tp, tn = (r.normal(size=7).astype(np.float32) for _ in range(4))
     expected = np.mean(((sp - sn) - (tp - tn)) ** 2)  # matchmaker MSMarginLoss
     np.testing.assert_allclose(call(margin_mse_triple_loss, sp, sn, tp, tn), expected, rtol=RTOL)
@@ -62,7 +46,7 @@ def test_margin_mse_triple_matches_matchmaker_formula():
 
 
 def test_margin_mse_triple_masks_and_transforms():
-    r = _rng(30)
+    r = rng(30)
     arrays = [r.normal(size=5).astype(np.float32) for _ in range(4)]
     bad = np.array([np.nan, np.inf], np.float32)
     padded = [np.concatenate([a, bad]) for a in arrays]
@@ -81,7 +65,7 @@ def test_margin_mse_triple_masks_and_transforms():
 
 def test_margin_mse_list_form_matches_interpassage_loss():
     # matchmaker MarginMSE_InterPassageLoss: scores_pos [B, P], scores_neg [B, N], every pos against every neg.
-    r = _rng(2)
+    r = rng(2)
     b, p, n = 3, 2, 4
     sp, sn = r.normal(size=(b, p)), r.normal(size=(b, n))
     tp, tn = r.normal(size=(b, p)), r.normal(size=(b, n))
@@ -104,7 +88,7 @@ def test_margin_mse_list_form_matches_interpassage_loss():
 
 
 def test_margin_mse_all_pairs_without_labels():
-    r = _rng(3)
+    r = rng(3)
     s, t = r.normal(size=(2, 5)).astype(np.float32), r.normal(size=(2, 5)).astype(np.float32)
     where = np.array([[True] * 5, [True, True, False, True, False]])
     terms = []
@@ -118,7 +102,7 @@ def test_margin_mse_all_pairs_without_labels():
 
 
 def test_mse_distill_matches_matchmaker_pointwise():
-    r = _rng(4)
+    r = rng(4)
     sp, sn, tp, tn = (r.normal(size=6).astype(np.float32) for _ in range(4))
     expected = 0.5 * (np.mean((sp - tp) ** 2) + np.mean((sn - tn) ** 2))  # MSETeacherPointwise
     got = call(mse_distill_loss, np.stack([sp, sn], -1), np.stack([tp, tn], -1))
@@ -126,25 +110,25 @@ def test_mse_distill_matches_matchmaker_pointwise():
 
 
 def test_weighted_ranknet_matches_matchmaker_when_teacher_agrees():
-    r = _rng(5)
+    r = rng(5)
     sp, sn = r.normal(size=8), r.normal(size=8)
     tn = r.normal(size=8)
     tp = tn + r.uniform(0.1, 3.0, size=8)  # teacher prefers the positive
     y, x = tp - tn, sp - sn
-    expected = np.mean(y * _softplus(-x))  # BCEWithLogits(x, 1, weight=y), mean
+    expected = np.mean(y * softplus(-x))  # BCEWithLogits(x, 1, weight=y), mean
     scores = np.stack([sp, sn], -1).astype(np.float32)
     teacher = np.stack([tp, tn], -1).astype(np.float32)
     np.testing.assert_allclose(call(weighted_ranknet_distill_loss, scores, teacher), expected, rtol=RTOL)
     # A list of 3: pairs ordered by the teacher, weighted by its margin.
     s3, t3 = np.array([0.2, 1.0, -0.5], np.float32), np.array([3.0, 1.0, 2.0], np.float32)
     pairs = [(0, 1), (0, 2), (2, 1)]
-    expected3 = np.mean([(t3[i] - t3[j]) * _softplus(-(s3[i] - s3[j])) for i, j in pairs])
+    expected3 = np.mean([(t3[i] - t3[j]) * softplus(-(s3[i] - s3[j])) for i, j in pairs])
     np.testing.assert_allclose(call(weighted_ranknet_distill_loss, s3, t3), expected3, rtol=RTOL)
 
 
 @pytest.mark.parametrize("temperature", [1.0, 2.0])
 def test_kl_distill_matches_scipy(temperature):
-    r = _rng(6)
+    r = rng(6)
     s, t = r.normal(size=(3, 5)), r.normal(size=(3, 5))
     where = np.ones((3, 5), bool)
     where[1, 3:] = False
@@ -152,7 +136,7 @@ def test_kl_distill_matches_scipy(temperature):
     for q in range(3):
         m = where[q]
         p = scipy.special.softmax(t[q, m] / temperature)
-        logq = _log_softmax(s[q, m] / temperature)
+        logq = log_softmax(s[q, m] / temperature)
         expected.append(temperature ** 2 * np.sum(p * (np.log(p) - logq)))
     got = call(kl_distill_loss, s.astype(np.float32), t.astype(np.float32), temperature=temperature, where=where)
     np.testing.assert_allclose(got, np.mean(expected), rtol=RTOL)
@@ -189,7 +173,7 @@ def _all_list_losses(s, t, y, where, scores, labels):
 @settings(max_examples=25, deadline=None)
 @given(st.integers(0, 2 ** 31 - 1))
 def test_list_losses_are_permutation_invariant(seed):
-    r = _rng(seed)
+    r = rng(seed)
     n = 6
     s, t = r.normal(size=n).astype(np.float32), r.normal(size=n).astype(np.float32)
     y = r.integers(0, 3, size=n).astype(np.float32)
@@ -206,7 +190,7 @@ def test_list_losses_are_permutation_invariant(seed):
 
 # ---------------------------------------------------------------------------------------------------- InfoNCE
 def test_infonce_in_batch_matches_optax_cross_entropy():
-    r = _rng(7)
+    r = rng(7)
     q, d = r.normal(size=(4, 8)), r.normal(size=(6, 8))  # 4 queries, 4 positives + 2 global negatives
     scores = (q @ d.T).astype(np.float32)
     expected = call(optax.softmax_cross_entropy_with_integer_labels, scores / 0.05, np.arange(4)).mean()
@@ -225,7 +209,7 @@ def test_infonce_in_batch_matches_optax_cross_entropy():
 def test_infonce_each_matches_optax_ntxent(labels):
     # NT-Xent: every positive pair vs the anchor's negatives, self excluded. With the same number of positives per
     # anchor, the mean over anchors of the per-anchor mean equals optax's mean over positive pairs.
-    r = _rng(8)
+    r = rng(8)
     emb = r.normal(size=(6, 4)).astype(np.float32)
     labels = np.asarray(labels)
     e = emb / np.linalg.norm(emb, axis=-1, keepdims=True)
@@ -244,7 +228,7 @@ def test_infonce_any_multi_positive_by_hand():
     e1 = np.log((np.exp(3) + np.exp(1)) / (np.exp(0.5) + np.exp(3) + np.exp(1)))
     got = call(infonce_loss, scores, labels=labels, where=where, multi_positive="any", reduce_fn=None)
     np.testing.assert_allclose(got, [-e0, -e1], rtol=RTOL)
-    each0 = 0.5 * (_softplus(np.log(np.exp(0) + np.exp(-1)) - 2) + _softplus(np.log(np.exp(0) + np.exp(-1)) - 1))
+    each0 = 0.5 * (softplus(np.log(np.exp(0) + np.exp(-1)) - 2) + softplus(np.log(np.exp(0) + np.exp(-1)) - 1))
     got = call(infonce_loss, scores, labels=labels, where=where, reduce_fn=None)
     np.testing.assert_allclose(got[0], each0, rtol=RTOL)
 
@@ -262,7 +246,7 @@ def test_soft_infonce_with_positive_aware_filter_by_hand():
     # positive = column 0 (diagonal); margin 0.5 drops col 1 (4.9 > 4.5) and col 4 (6 > 4.5).
     keep = np.array([0, 2, 3])
     p = scipy.special.softmax(teacher[0, keep] / 2.0)
-    expected = -np.sum(p * _log_softmax(scores[0, keep] / 0.5))
+    expected = -np.sum(p * log_softmax(scores[0, keep] / 0.5))
     got = call(soft_infonce_loss, scores, teacher, temperature=0.5, teacher_temperature=2.0, negative_margin=0.5)
     np.testing.assert_allclose(got, expected, rtol=RTOL)
     # Ratio filter 0.95 * 5 = 4.75 drops the same columns.
@@ -271,11 +255,11 @@ def test_soft_infonce_with_positive_aware_filter_by_hand():
     # No filter: all five columns.
     p = scipy.special.softmax(teacher[0] / 0.5)
     np.testing.assert_allclose(call(soft_infonce_loss, scores, teacher, temperature=0.5),
-                               -np.sum(p * _log_softmax(scores[0] / 0.5)), rtol=RTOL)
+                               -np.sum(p * log_softmax(scores[0] / 0.5)), rtol=RTOL)
 
 
 def test_soft_infonce_with_one_hot_teacher_is_infonce():
-    r = _rng(9)
+    r = rng(9)
     scores = r.normal(size=(4, 4)).astype(np.float32)
     teacher = np.eye(4, dtype=np.float32) * 1e3
     np.testing.assert_allclose(call(soft_infonce_loss, scores, teacher, temperature=0.1, teacher_temperature=1.0),
@@ -283,7 +267,7 @@ def test_soft_infonce_with_one_hot_teacher_is_infonce():
 
 
 def test_e2rank_matches_numpy_port():
-    r = _rng(10)
+    r = rng(10)
     b, k, dim = 3, 5, 6
     q = r.normal(size=(b, dim))
     q /= np.linalg.norm(q, axis=-1, keepdims=True)
@@ -296,8 +280,8 @@ def test_e2rank_matches_numpy_port():
     teacher_rank = np.stack([r.permutation(k) for _ in range(b)])  # rank position of each candidate
     rel = (k - teacher_rank).astype(np.float32)
     # E2Rank: CE(scores / tau, i*K) + lambda * BCEWithLogits over all pairs of the batch with rel_i > rel_j.
-    ce = np.mean([-_log_softmax(cos[i] / 0.03)[i * k] for i in range(b)])
-    pair_terms = [_softplus(-10.0 * (rerank[x, i] - rerank[x, j])) for x in range(b) for i in range(k)
+    ce = np.mean([-log_softmax(cos[i] / 0.03)[i * k] for i in range(b)])
+    pair_terms = [softplus(-10.0 * (rerank[x, i] - rerank[x, j])) for x in range(b) for i in range(k)
                   for j in range(k) if rel[x, i] > rel[x, j]]
     expected = ce + 2.0 * np.mean(pair_terms)
     got = call(e2rank_loss, cos, rerank, rel, group_size=k)
@@ -306,7 +290,7 @@ def test_e2rank_matches_numpy_port():
 
 # ---------------------------------------------------------------------------------------------------- CoDiEmb
 def test_pearson_matches_scipy_and_weighted_numpy():
-    r = _rng(11)
+    r = rng(11)
     x, y = r.normal(size=(2, 9)), r.normal(size=(2, 9))
     expected = np.mean([1 - scipy.stats.pearsonr(x[i], y[i])[0] for i in range(2)])
     np.testing.assert_allclose(call(pearson_loss, x.astype(np.float32), y.astype(np.float32)), expected, rtol=1e-4)
@@ -327,11 +311,11 @@ def _rank_kl_codiemb(pred, true, temperature=0.05):
     n = len(true)
     target = (n - 1 - ranks) / (n - 1) if n > 1 else np.zeros(1)
     p = scipy.special.softmax(target / temperature)
-    return np.sum(p * (np.log(p) - _log_softmax(pred / temperature)))
+    return np.sum(p * (np.log(p) - log_softmax(pred / temperature)))
 
 
 def test_rank_kl_matches_codiemb_port_with_ties():
-    r = _rng(12)
+    r = rng(12)
     pred = r.uniform(-1, 1, size=7)
     true = np.array([3.0, 1.0, 1.0, 4.0, 0.0, 3.0, 2.5])
     np.testing.assert_allclose(call(rank_kl_loss, pred.astype(np.float32), true.astype(np.float32)),
@@ -353,13 +337,13 @@ def _pro_codiemb(pred, true, eps=1e-8, temperature=0.05):
             continue
         wneg = yt[k] - yt[k + 1:][mask]
         logits = np.concatenate([[yp[k] * wneg.max()], yp[k + 1:][mask] * wneg])
-        total += _log_softmax(logits)[0]
+        total += log_softmax(logits)[0]
         count += 1
     return -total / count
 
 
 def test_pro_matches_codiemb_sorted_loop():
-    r = _rng(13)
+    r = rng(13)
     pred = r.uniform(-1, 1, size=8)
     true = np.array([0.9, 0.1, 0.5, 0.5, 0.0, 0.7, 0.1, 0.3])
     got = call(pro_loss, pred.astype(np.float32), true.astype(np.float32))
@@ -370,14 +354,14 @@ def test_pro_matches_codiemb_sorted_loop():
 # ---------------------------------------------------------------------------------------------------- generic checks
 def _list_case(fn, n_extra_arrays=1, **kw):
     """Case for f(scores [B, n], *others [B, n], where=[B, n]); returns (fn, arrays, axis)."""
-    r = _rng(20)
+    r = rng(20)
     arrays = [r.normal(size=(3, 5)).astype(np.float32) for _ in range(1 + n_extra_arrays)]
     arrays[1] = np.round(arrays[1] * 2) if fn in (pearson_loss, rank_kl_loss, pro_loss) else arrays[1]
     return functools.partial(fn, **kw), arrays
 
 
 def _matrix_case(fn, n_arrays=1, **kw):
-    r = _rng(21)
+    r = rng(21)
     return functools.partial(fn, **kw), [r.normal(size=(3, 5)).astype(np.float32) for _ in range(n_arrays)]
 
 
@@ -410,11 +394,7 @@ def test_masked_inf_nan_padding_is_invisible(name):
               else v) for k, v in fn.keywords.items()}
     padded_fn = functools.partial(fn.func, **kw)
     value, grad = jax.jit(jax.value_and_grad(lambda s, *a: padded_fn(s, *a, where=where)))(*padded)
-    value0, grad0 = jax.jit(jax.value_and_grad(fn))(*arrays)
-    np.testing.assert_allclose(value, value0, rtol=1e-5, atol=1e-6)
-    assert np.all(np.isfinite(grad))
-    np.testing.assert_array_equal(grad[:, n:], 0.0)
-    np.testing.assert_allclose(grad[:, :n], grad0, rtol=1e-4, atol=1e-6)
+    assert_padding_invisible(value, grad, *jax.jit(jax.value_and_grad(fn))(*arrays), n=n)
 
 
 @pytest.mark.parametrize("name", sorted(LIST_CASES))
@@ -427,10 +407,7 @@ def test_all_masked_row_is_excluded_with_zero_grads(name):
         a[1] = np.nan
     value_and_grad = jax.jit(jax.value_and_grad(lambda s, w, *a: fn(s, *a, where=w)))
     value, grad = value_and_grad(bad[0], where, *bad[1:])
-    expected = jax.jit(fn)(*[a[[0, 2]] for a in arrays])
-    np.testing.assert_allclose(value, expected, rtol=1e-5, atol=1e-6)
-    assert np.all(np.isfinite(grad))
-    np.testing.assert_array_equal(grad[1], 0.0)
+    assert_row_excluded(value, grad, jax.jit(fn)(*[a[[0, 2]] for a in arrays]))
     # Everything masked: 0 with zero gradients.
     value, grad = value_and_grad(bad[0], np.zeros_like(where), *bad[1:])
     assert float(value) == 0.0
@@ -440,22 +417,20 @@ def test_all_masked_row_is_excluded_with_zero_grads(name):
 @pytest.mark.parametrize("name", sorted(LIST_CASES))
 def test_jit_equals_eager_and_vmap_equals_batch(name):
     fn, arrays = LIST_CASES[name]
-    eager = fn(*arrays, reduce_fn=None)
-    np.testing.assert_allclose(jax.jit(functools.partial(fn, reduce_fn=None))(*arrays), eager, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(jax.jit(fn)(*arrays), fn(*arrays), rtol=1e-5, atol=1e-6)
     if fn.func in (infonce_loss, soft_infonce_loss):
         # Score-matrix losses: vmap over a leading batch of matrices.
+        np.testing.assert_allclose(call(fn, *arrays, reduce_fn=None), fn(*arrays, reduce_fn=None), rtol=1e-5,
+                                   atol=1e-6)
         stacked = [np.stack([a, a[::-1]]) for a in arrays]
         per = jax.jit(jax.vmap(lambda *xs: fn(*xs, reduce_fn=None)))(*stacked)
         np.testing.assert_allclose(per, call(fn, *stacked, reduce_fn=None), rtol=1e-5, atol=1e-6)
         return
-    per = jax.jit(jax.vmap(lambda *xs: fn(*xs, reduce_fn=None)))(*arrays)
-    np.testing.assert_allclose(per, eager, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(jnp.sum(eager), call(fn, *arrays, reduce_fn=jnp.sum), rtol=1e-5, atol=1e-5)
+    assert_jit_vmap_sum(fn, arrays)
 
 
 def test_e2rank_masks_and_transforms():
-    r = _rng(22)
+    r = rng(22)
     cos = r.normal(size=(2, 4)).astype(np.float32)
     rerank = r.normal(size=(2, 3)).astype(np.float32)
     rel = np.array([[2.0, 1.0, 0.0], [0.0, 2.0, 1.0]], np.float32)

@@ -21,29 +21,14 @@ import scipy.stats
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from _loss_checks import (assert_jit_vmap_sum, assert_padding_invisible, assert_row_excluded, call, log_sigmoid, rng,
+                          softplus)
 from ranking_jax.losses import (bradley_terry_loss, contrastive_loss, curriculum_difficulty, curriculum_weights,
                                 dpo_loss, hinge_dpo_loss, ipo_loss, irpo_loss, madpo_loss, madpo_weight, mapo_loss,
                                 multi_similarity_loss, popularity_propensity, relmf_loss, robust_dpo_loss,
                                 soft_bradley_terry_loss, tcm_regularizer, triplet_loss)
 
 RTOL = 1e-5
-
-
-def call(fn, *args, **kwargs):
-    """``fn(*args, **kwargs)`` under ``jax.jit`` (one compile instead of op-by-op eager dispatch)."""
-    return jax.jit(functools.partial(fn, **kwargs))(*args)
-
-
-def _rng(seed=0):
-    return np.random.default_rng(seed)
-
-
-def _softplus(x):
-    return np.logaddexp(0.0, x)
-
-
-def _log_sigmoid(x):
-    return -_softplus(-x)
 
 
 # ---------------------------------------------------------------------------------------------------- metric learning
@@ -78,7 +63,7 @@ def _cos(x):
 
 
 def test_tcm_matches_loop_oracle_with_mask_and_weights():
-    r = _rng(1)
+    r = rng(1)
     emb = r.normal(size=(10, 3)).astype(np.float32)
     labels = r.integers(0, 3, size=10)
     where = r.random(10) < 0.8
@@ -107,7 +92,7 @@ def _pair_dist(x, metric):
 
 @pytest.mark.parametrize("metric", ["euclidean", "cosine"])
 def test_contrastive_and_triplet_match_loop_oracles(metric):
-    r = _rng(2)
+    r = rng(2)
     emb = r.normal(size=(7, 4)) * 0.6
     labels = np.array([0, 1, 0, 2, 1, 0, 2])
     m = _pair_dist(emb, metric)
@@ -134,7 +119,7 @@ def test_contrastive_and_triplet_match_loop_oracles(metric):
 
 @pytest.mark.parametrize("epsilon", [None, 0.1])
 def test_multi_similarity_matches_loop_oracle(epsilon):
-    r = _rng(3)
+    r = rng(3)
     emb = r.normal(size=(8, 3))
     labels = np.array([0, 0, 1, 1, 2, 2, 0, 1])
     s = _cos(emb)
@@ -156,7 +141,7 @@ def test_multi_similarity_matches_loop_oracle(epsilon):
 @settings(max_examples=20, deadline=None)
 @given(st.integers(0, 2 ** 31 - 1))
 def test_metric_losses_are_permutation_invariant(seed):
-    r = _rng(seed)
+    r = rng(seed)
     emb = r.normal(size=(7, 3)).astype(np.float32)
     labels = r.integers(0, 3, size=7)
     where = r.random(7) < 0.85
@@ -186,33 +171,23 @@ METRIC_FNS = {
 @pytest.mark.parametrize("name", sorted(METRIC_FNS))
 def test_metric_masked_nan_rows_and_transforms(name):
     fn = METRIC_FNS[name]
-    r = _rng(4)
+    r = rng(4)
     emb = r.normal(size=(2, 6, 3)).astype(np.float32)  # two independent batches
     labels = np.array([[0, 0, 1, 1, 2, 2], [0, 1, 0, 1, 0, 1]])
     padded = np.concatenate([emb, np.broadcast_to(np.array([np.nan, np.inf, -np.inf], np.float32), (2, 2, 3))], 1)
     plabels = np.concatenate([labels, np.zeros((2, 2), int)], 1)
     where = np.concatenate([np.ones((2, 6), bool), np.zeros((2, 2), bool)], 1)
     value, grad = jax.jit(jax.value_and_grad(lambda e, w: fn(e, plabels, where=w)))(padded, where)
-    value0, grad0 = jax.jit(jax.value_and_grad(lambda e: fn(e, labels)))(emb)
-    np.testing.assert_allclose(value, value0, rtol=1e-5, atol=1e-6)
-    assert np.all(np.isfinite(grad))
-    np.testing.assert_array_equal(grad[:, 6:], 0.0)
-    np.testing.assert_allclose(grad[:, :6], grad0, rtol=1e-4, atol=1e-6)
+    assert_padding_invisible(value, grad, *jax.jit(jax.value_and_grad(lambda e: fn(e, labels)))(emb), n=6)
     # A fully masked batch is excluded from the mean and gets zero gradients.
     where2 = where.copy()
     where2[1] = False
     nan_batch = padded.copy()
     nan_batch[1] = np.nan
     value, grad = jax.jit(jax.value_and_grad(lambda e: fn(e, plabels, where=where2)))(nan_batch)
-    np.testing.assert_allclose(value, call(fn, emb[:1], labels[:1]), rtol=1e-5, atol=1e-6)
-    assert np.all(np.isfinite(grad))
-    np.testing.assert_array_equal(grad[1], 0.0)
+    assert_row_excluded(value, grad, call(fn, emb[:1], labels[:1]))
     # jit == eager; vmap over batches == batched; sum(unreduced) == jnp.sum.
-    eager = fn(emb, labels, reduce_fn=None)
-    np.testing.assert_allclose(call(fn, emb, labels, reduce_fn=None), eager, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(jax.jit(jax.vmap(functools.partial(fn, reduce_fn=None)))(emb, labels), eager,
-                               rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(jnp.sum(eager), call(fn, emb, labels, reduce_fn=jnp.sum), rtol=1e-5, atol=1e-5)
+    assert_jit_vmap_sum(fn, (emb, labels))
 
 
 def test_metric_learning_rejects_bad_input():
@@ -224,7 +199,7 @@ def test_metric_learning_rejects_bad_input():
 
 # ---------------------------------------------------------------------------------------------------- preference
 def _pref_inputs(seed=5, n=6):
-    r = _rng(seed)
+    r = rng(seed)
     return tuple(r.normal(-20.0, 3.0, size=n).astype(np.float32) for _ in range(4))
 
 
@@ -234,12 +209,12 @@ def test_dpo_family_matches_trl_formulas():
     beta, eps = 0.1, 0.2
     z = beta * delta
     cases = [
-        (dpo_loss, {}, -_log_sigmoid(z)),
-        (dpo_loss, {"label_smoothing": eps}, -(1 - eps) * _log_sigmoid(z) - eps * _log_sigmoid(-z)),
+        (dpo_loss, {}, -log_sigmoid(z)),
+        (dpo_loss, {"label_smoothing": eps}, -(1 - eps) * log_sigmoid(z) - eps * log_sigmoid(-z)),
         (ipo_loss, {}, (delta - 1 / (2 * beta)) ** 2),
         (hinge_dpo_loss, {}, np.maximum(0.0, 1 - z)),
         (robust_dpo_loss, {"label_smoothing": eps},
-         (-(1 - eps) * _log_sigmoid(z) + eps * _log_sigmoid(-z)) / (1 - 2 * eps)),
+         (-(1 - eps) * log_sigmoid(z) + eps * log_sigmoid(-z)) / (1 - 2 * eps)),
     ]
     for fn, kw, expected in cases:
         np.testing.assert_allclose(call(fn, pc, pr, rc, rr, beta=beta, **kw, reduce_fn=None), expected, rtol=1e-4,
@@ -277,7 +252,7 @@ def test_madpo_effective_target_margin(margin, expected):
     p = 1 / (1 + np.exp(-margin))
 
     def expected_loss(x):
-        return p * w_pos * _softplus(-x) + (1 - p) * w_neg * _softplus(x)
+        return p * w_pos * softplus(-x) + (1 - p) * w_neg * softplus(x)
 
     res = scipy.optimize.minimize_scalar(expected_loss, bounds=(-20, 20), method="bounded",
                                          options={"xatol": 1e-8})
@@ -286,17 +261,17 @@ def test_madpo_effective_target_margin(margin, expected):
 
 def test_madpo_loss_matches_official_code():
     pc, pr, rc, rr = _pref_inputs(6)
-    r = _rng(7)
+    r = rng(7)
     r1, r2 = r.normal(0, 3, size=6).astype(np.float32), r.normal(0, 3, size=6).astype(np.float32)
     z = 0.1 * ((pc.astype(np.float64) - rc) - (pr - rr))
-    expected = np.mean(_madpo_official(r1.astype(np.float64) - r2) * _softplus(-z))
+    expected = np.mean(_madpo_official(r1.astype(np.float64) - r2) * softplus(-z))
     np.testing.assert_allclose(call(madpo_loss, pc, pr, rc, rr, r1, r2), expected, rtol=1e-4)
     g = jax.grad(lambda a, b: madpo_loss(pc, pr, rc, rr, a, b), argnums=(0, 1))(r1, r2)
     np.testing.assert_array_equal(g[0], 0.0)  # the reward model is frozen
 
 
 def test_mapo_matches_official_train_step():
-    r = _rng(8)
+    r = rng(8)
     lw, ll = r.uniform(0.0, 0.3, size=5), r.uniform(0.0, 0.3, size=5)
     lw[0] = 0.0  # the bounded surrogate's removable singularity
     snr, beta, t = 0.5, 0.1, 1000
@@ -305,7 +280,7 @@ def test_mapo_matches_official_train_step():
         return np.where(x == 0, 1.0, snr * x / np.expm1(snr * np.where(x == 0, 1.0, x)))
 
     log_odds = score(lw) - score(ll)
-    expected = lw.mean() - beta * _log_sigmoid(log_odds * t).mean()
+    expected = lw.mean() - beta * log_sigmoid(log_odds * t).mean()
     got, grad = jax.jit(jax.value_and_grad(mapo_loss))(lw.astype(np.float32), ll.astype(np.float32))
     np.testing.assert_allclose(got, expected, rtol=1e-4)
     assert np.all(np.isfinite(grad))
@@ -317,11 +292,11 @@ def _irpo_official(pol, ref, rel, ranks, beta=1.0):
     w = (2.0 ** rel - 1) / np.log2(1 + ranks)
     diffs = (r[None, :] - r[:, None]) - np.eye(len(r)) * 100
     lse = scipy.special.logsumexp(beta * diffs, axis=1) - np.log(len(r) - 1)
-    return -(w * _log_sigmoid(-lse)).mean()
+    return -(w * log_sigmoid(-lse)).mean()
 
 
 def test_irpo_matches_official_code():
-    r = _rng(9)
+    r = rng(9)
     pol, ref = r.normal(-5, 1, size=(2, 5)), r.normal(-5, 1, size=(2, 5))
     rel = np.array([[3, 2, 0, 1, 0], [0, 1, 2, 0, 1]], np.float32)
     ranks = np.array([[1, 2, 3, 4, 5], [2, 1, 5, 3, 4]], np.float32)
@@ -339,27 +314,27 @@ def test_irpo_matches_official_code():
     diffs = (rr[None, :] - rr[:, None]) - np.eye(5) * 100
     lse = scipy.special.logsumexp(diffs, axis=1) - np.log(4)
     np.testing.assert_allclose(call(irpo_loss, pol32[1], ref32[1], rel[1], ranks=ranks[1], weighting="log_discount"),
-                               -(w * _log_sigmoid(-lse)).mean(), rtol=1e-4)
+                               -(w * log_sigmoid(-lse)).mean(), rtol=1e-4)
 
 
 def test_bradley_terry_with_ties_matches_solireward():
-    r = _rng(10)
+    r = rng(10)
     rc, rr = r.normal(size=8).astype(np.float32), r.normal(size=8).astype(np.float32)
     qw = np.array([1, 1, 0, 1, 0, 1, 1, 0])
     ql = np.array([0, 1, 0, 0, 1, 1, 0, 0])
     tie = qw == ql
     m, eps = 3.0, 0.1
     d = rc.astype(np.float64) - rr
-    bt = -((1 - eps) * _log_sigmoid(d - m) + eps * _log_sigmoid(-d - m))
-    btt = -_log_sigmoid(d - m) - _log_sigmoid(-d - m)
+    bt = -((1 - eps) * log_sigmoid(d - m) + eps * log_sigmoid(-d - m))
+    btt = -log_sigmoid(d - m) - log_sigmoid(-d - m)
     expected = np.mean(bt * ~tie + 1.0 * btt * tie)  # compute_combined_loss with c_bt = c_btt = 1, c_bce = 0
     got = call(bradley_terry_loss, rc, rr, ties=tie, margin=m, label_smoothing=eps)
     np.testing.assert_allclose(got, expected, rtol=1e-5)
-    np.testing.assert_allclose(call(bradley_terry_loss, rc, rr), np.mean(-_log_sigmoid(d)), rtol=1e-5)
+    np.testing.assert_allclose(call(bradley_terry_loss, rc, rr), np.mean(-log_sigmoid(d)), rtol=1e-5)
 
 
 def test_soft_bradley_terry_matches_qurating():
-    r = _rng(11)
+    r = rng(11)
     scores = r.normal(size=5)
     p = r.uniform(0, 1, size=(5, 5))
     p = np.triu(p, 1) + np.tril(1 - p.T, -1)  # P(i > j) = 1 - P(j > i)
@@ -394,7 +369,7 @@ PAIR_CASES = {
 @pytest.mark.parametrize("name", sorted(PAIR_CASES))
 def test_pair_losses_masked_nan_finite_and_transforms(name):
     fn, n_arrays, kw = PAIR_CASES[name]
-    r = _rng(12)
+    r = rng(12)
     arrays = [r.normal(-1.0, 1.0, size=5).astype(np.float32) for _ in range(n_arrays)]
     if fn is mapo_loss:
         arrays = [np.abs(a) * 0.1 for a in arrays]
@@ -404,22 +379,14 @@ def test_pair_losses_masked_nan_finite_and_transforms(name):
     f = functools.partial(fn, **kw)
     f5 = functools.partial(fn, **{k: (v[:5] if isinstance(v, np.ndarray) else v) for k, v in kw.items()})
     value, grad = jax.jit(jax.value_and_grad(lambda x, *a: f(x, *a, where=where)))(*padded)
-    value0, grad0 = jax.jit(jax.value_and_grad(f5))(*arrays)
-    np.testing.assert_allclose(value, value0, rtol=1e-5, atol=1e-6)
-    assert np.all(np.isfinite(grad))
-    np.testing.assert_array_equal(grad[5:], 0.0)
-    np.testing.assert_allclose(grad[:5], grad0, rtol=1e-4, atol=1e-7)
+    assert_padding_invisible(value, grad, *jax.jit(jax.value_and_grad(f5))(*arrays), n=5, axis=0, grad_atol=1e-7)
     none = jax.jit(jax.value_and_grad(lambda x, *a: f(x, *a, where=np.zeros(7, bool))))(*padded)
     assert float(none[0]) == 0.0
     np.testing.assert_array_equal(none[1], 0.0)
-    eager = f5(*arrays, reduce_fn=None)
-    np.testing.assert_allclose(call(f5, *arrays, reduce_fn=None), eager, rtol=1e-5, atol=1e-6)
+    per = None
     if "ties" in kw:
         per = jax.jit(jax.vmap(lambda t, *a: fn(*a, **{**kw, "ties": t}, reduce_fn=None)))(kw["ties"][:5], *arrays)
-    else:
-        per = jax.jit(jax.vmap(lambda *a: f5(*a, reduce_fn=None)))(*arrays)
-    np.testing.assert_allclose(per, eager, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(jnp.sum(eager), call(f5, *arrays, reduce_fn=jnp.sum), rtol=1e-5, atol=1e-5)
+    eager = assert_jit_vmap_sum(f5, arrays, vmapped=per)
     w = r.uniform(0.5, 2.0, size=5).astype(np.float32)
     np.testing.assert_allclose(call(f5, *arrays, weights=w, reduce_fn=None), w * eager, rtol=1e-5, atol=1e-6)
 
@@ -439,7 +406,7 @@ LIST_CASES = {
 @pytest.mark.parametrize("name", sorted(LIST_CASES))
 def test_list_preference_losses_masked_nan_finite_and_transforms(name):
     fn, make, kw = LIST_CASES[name]
-    arrays = [np.asarray(a, np.float32) for a in make(_rng(13))]
+    arrays = [np.asarray(a, np.float32) for a in make(rng(13))]
     pad = 2
 
     def pad_array(a, axes):
@@ -456,28 +423,18 @@ def test_list_preference_losses_masked_nan_finite_and_transforms(name):
     f = functools.partial(fn, **kw)
     fp = functools.partial(fn, **pkw)
     value, grad = jax.jit(jax.value_and_grad(lambda x, *a: fp(x, *a, where=where)))(*padded)
-    value0, grad0 = jax.jit(jax.value_and_grad(f))(*arrays)
-    np.testing.assert_allclose(value, value0, rtol=1e-5, atol=1e-6)
-    assert np.all(np.isfinite(grad))
-    np.testing.assert_array_equal(grad[:, 5:], 0.0)
-    np.testing.assert_allclose(grad[:, :5], grad0, rtol=1e-4, atol=1e-7)
+    assert_padding_invisible(value, grad, *jax.jit(jax.value_and_grad(f))(*arrays), n=5, grad_atol=1e-7)
     # A fully masked list: excluded, zero gradients.
     where2 = where.copy()
     where2[1] = False
     value, grad = jax.jit(jax.value_and_grad(lambda x, *a: fp(x, *a, where=where2)))(*padded)
-    assert np.all(np.isfinite(grad))
-    np.testing.assert_array_equal(grad[1], 0.0)
-    np.testing.assert_allclose(value, call(f, *[a[[0, 2]] for a in arrays]), rtol=1e-5, atol=1e-6)
-    eager = f(*arrays, reduce_fn=None)
-    np.testing.assert_allclose(call(f, *arrays, reduce_fn=None), eager, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(jax.jit(jax.vmap(functools.partial(f, reduce_fn=None)))(*arrays), eager, rtol=1e-5,
-                               atol=1e-6)
-    np.testing.assert_allclose(jnp.sum(eager), call(f, *arrays, reduce_fn=jnp.sum), rtol=1e-5, atol=1e-5)
+    assert_row_excluded(value, grad, call(f, *[a[[0, 2]] for a in arrays]))
+    assert_jit_vmap_sum(f, arrays)
 
 
 # ---------------------------------------------------------------------------------------------------- debiasing
 def test_relmf_matches_official_code_and_paper_estimator():
-    r = _rng(14)
+    r = rng(14)
     logits = r.normal(size=20)
     clicks = (r.random(20) < 0.3).astype(np.float64)
     theta = r.uniform(0.001, 1.0, size=20)
@@ -507,7 +464,7 @@ def test_relmf_matches_official_code_and_paper_estimator():
 
 
 def test_curriculum_difficulty_matches_numpy_and_scipy_kde():
-    r = _rng(15)
+    r = rng(15)
     run = r.normal(10, 3, size=(2, 7)).astype(np.float32)
     where = np.ones((2, 7), bool)
     where[1, 5:] = False
@@ -527,7 +484,7 @@ def test_curriculum_difficulty_matches_numpy_and_scipy_kde():
 
 
 def test_curriculum_weights_match_opennir():
-    r = _rng(16)
+    r = rng(16)
     # OpenNIR pairwise records: 1 positive + num_neg negatives; weight = min_neg (D_pos - D_neg + 1) / 2 + 1e-8,
     # annealed as w (1 - e/m) + e/m.
     d = r.uniform(0, 1, size=(4, 3)).astype(np.float32)

@@ -11,7 +11,7 @@ from flax import nnx
 from ranking_jax import registry, scoring
 from ranking_jax.models import pretrained as hf
 from ranking_jax.models.tk import sinusoidal_positions
-from test_encoder import TINY, np_layer, np_layer_norm, numpy_bert, random_hf_tensors, tiny_inputs
+from test_encoder import TINY, np_layer, numpy_bert, random_hf_tensors, tiny_inputs
 
 B, L, TQ, TD = 2, 3, 7, 9
 TENSORS = random_hf_tensors(TINY)

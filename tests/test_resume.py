@@ -12,9 +12,8 @@ import numpy as np
 import orbax.checkpoint as ocp
 import jax
 
-from test_configs import write_svmlight
+from helpers import ROOT, metric_rows, write_svmlight
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
 STEPS = 150
 
 
@@ -69,7 +68,6 @@ def test_sigkill_then_rerun_gives_identical_parameters(tmp_path):
 
     for a, b in zip(_final_params(tmp_path / "ref"), _final_params(killed), strict=True):
         np.testing.assert_array_equal(a, b)
-    rows = [json.loads(l) for l in (killed / "metrics.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in rows if r["split"] == "train"] == list(range(1, STEPS + 1))
-    ref_rows = [json.loads(l) for l in (tmp_path / "ref" / "metrics.jsonl").read_text().splitlines()]
-    assert [r["loss"] for r in rows if r["split"] == "train"] == [r["loss"] for r in ref_rows if r["split"] == "train"]
+    rows, ref_rows = metric_rows(killed, "train"), metric_rows(tmp_path / "ref", "train")
+    assert [r["step"] for r in rows] == list(range(1, STEPS + 1))
+    assert [r["loss"] for r in rows] == [r["loss"] for r in ref_rows]

@@ -3,7 +3,6 @@ independent computations: NumPy Recall@k from embeddings of images read straight
 regularizer by hand, preference accuracy / margin / Bradley-Terry loss from hand-tokenized pairs, and the
 DPO loss at step 0 (policy == reference) = log 2."""
 
-import importlib.util
 import json
 import math
 import pathlib
@@ -11,21 +10,10 @@ import pathlib
 import numpy as np
 import pytest
 
+from helpers import load_config
+from helpers import metric_rows as rows_of
 from ranking_jax import data, experiment, losses, metrics
 from ranking_jax.models import mlp_embedder
-
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-
-
-def load_config(name: str, arg: str | None = None):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "configs" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config(arg)
-
-
-def rows_of(workdir: pathlib.Path) -> list[dict]:
-    return [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
 
 
 def check_train_rows(workdir: pathlib.Path) -> list[dict]:

@@ -1,7 +1,5 @@
 """Train step and loop: accumulation, NaN guard, exact resume, early stopping, logging outputs."""
 
-import json
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -9,6 +7,7 @@ import optax
 import pytest
 from flax import nnx
 
+from helpers import metric_rows
 from ranking_jax import sharding, train
 from ranking_jax.models.mlp import MlpRanker
 
@@ -54,13 +53,13 @@ def _model(seed=0):
         return train.split_model(MlpRanker(5, hidden=(16, 8), dropout=0.0, rngs=nnx.Rngs(seed)))
 
 
-def _run(tmp_path, steps, *, data=None, **kw):
+def _run(tmp_path, steps, *, data=None, log_every=1, **kw):
     model, params = _model()
     mesh = sharding.make_mesh([("data", -1), ("model", 2)])
     return train.train_and_evaluate(
         workdir=tmp_path, model=model, params=params, tx=optax.adam(1e-2),
         loss_fn=train.make_loss_fn(model, softmax_ce), train_data=data or SyntheticLists(), mesh=mesh,
-        rules=RULES, num_steps=steps, log_every=1, progress=False, **kw)
+        rules=RULES, num_steps=steps, log_every=log_every, progress=False, **kw)
 
 
 def test_train_step_equals_manual_optax_loop():
@@ -109,6 +108,14 @@ def test_nan_guard_stops_with_step_and_keeps_checkpoint(tmp_path):
     assert Checkpointer(tmp_path / "checkpoints").latest_step() == 2
 
 
+def test_nan_guard_between_log_steps(tmp_path):
+    """Step 4 is neither logged nor saved: its flag is read after step 5 is dispatched, and still names step 4."""
+    with pytest.raises(train.DivergenceError, match=r"at step 4 .*Last good checkpoint: .*checkpoints/3"):
+        _run(tmp_path, 10, data=SyntheticLists(nan_at=3), checkpoint_every=3, log_every=10)
+    from ranking_jax.checkpoint import Checkpointer
+    assert Checkpointer(tmp_path / "checkpoints").latest_step() == 3
+
+
 def test_resume_continues_exactly(tmp_path):
     full = _run(tmp_path / "full", 6)
     _run(tmp_path / "split", 3, checkpoint_every=3)
@@ -116,8 +123,7 @@ def test_resume_continues_exactly(tmp_path):
     assert resumed["start"] == "workdir" and resumed["first_step"] == 3
     for a, b in zip(jax.tree.leaves(full["params"]), jax.tree.leaves(resumed["params"])):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
-    rows = [json.loads(l) for l in (tmp_path / "split" / "metrics.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in rows if r["split"] == "train"] == [1, 2, 3, 4, 5, 6]
+    assert [r["step"] for r in metric_rows(tmp_path / "split", "train")] == [1, 2, 3, 4, 5, 6]
     assert (tmp_path / "split" / "curves.png").stat().st_size > 1000
     assert any(p.name.startswith("events.out.tfevents") for p in (tmp_path / "split" / "tensorboard").iterdir())
 

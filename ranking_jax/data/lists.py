@@ -40,20 +40,20 @@ def _text(row: dict) -> str:
     return f"{title} {text}" if title else text
 
 
+def _rows(source, chunk: int = 4096):
+    """Every row of a split in order, read ``chunk`` rows at a time."""
+    for start in range(0, len(source), chunk):
+        yield from source.__getitems__(list(range(start, min(start + chunk, len(source)))))
+
+
 def texts(source) -> list[str]:
     """All texts of a ``corpus`` or ``queries`` split in row order (``title + " " + text`` when titled)."""
-    out, chunk = [], 4096
-    for start in range(0, len(source), chunk):
-        out.extend(_text(r) for r in source.__getitems__(list(range(start, min(start + chunk, len(source))))))
-    return out
+    return [_text(r) for r in _rows(source)]
 
 
 def id_list(source, field: str) -> list[str]:
     """The ``doc_id``/``query_id`` of every row of a ``corpus``/``queries`` split, in row order."""
-    ids, chunk = [], 4096
-    for start in range(0, len(source), chunk):
-        ids.extend(r[field].decode() for r in source.__getitems__(list(range(start, min(start + chunk, len(source))))))
-    return ids
+    return [r[field].decode() for r in _rows(source)]
 
 
 def ids_of(source, field: str) -> formats.IdIndex:
@@ -84,13 +84,12 @@ class Texts:
 def qrels_from_split(source) -> dict[int, tuple[np.ndarray, np.ndarray]]:
     """``{query_index: (doc_index, labels)}`` of a list-grouped qrels split (train/dev/test)."""
     return {int(r["query_index"]): (np.asarray(r["doc_index"], np.int32), np.asarray(r["labels"], np.float32))
-            for r in (source[i] for i in range(len(source)))}
+            for r in _rows(source)}
 
 
 def candidates_from_split(source) -> dict[int, np.ndarray]:
     """``{query_index: doc_index}`` of a list-grouped candidate split (e.g. msmarco ``bm25_dev``)."""
-    return {int(r["query_index"]): np.asarray(r["doc_index"], np.int32)
-            for r in (source[i] for i in range(len(source)))}
+    return {int(r["query_index"]): np.asarray(r["doc_index"], np.int32) for r in _rows(source)}
 
 
 def candidates_from_search(query_rows: Sequence[int], top: np.ndarray) -> dict[int, np.ndarray]:

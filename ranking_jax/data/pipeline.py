@@ -30,7 +30,7 @@ import numpy as np
 
 from ranking_jax.data import letor as letor_lib
 from ranking_jax.data.lists import Texts, sample_training_list
-from ranking_jax.data.tokenize import TextTokenizer, TokenTable
+from ranking_jax.data.tokenize import Ragged, TextTokenizer, TokenTable
 
 __all__ = ["Pipeline", "Batches", "text_pipeline", "letor_pipeline", "image_pipeline", "preference_pipeline",
            "preference_pairs", "letor_records", "stack_lists", "trim_padding", "TEXT_FAMILIES"]
@@ -164,21 +164,24 @@ class _TextFeatures:
             raise ValueError(f"family {family!r} needs a TextTokenizer with colbert={family == 'colbert'}")
         self.family, self.tok, self.queries, self.corpus = family, tokenizer, queries, corpus
 
+    def _tokens(self, source: Texts | TokenTable, rows: np.ndarray) -> Ragged:
+        return source.ragged(rows) if isinstance(source, TokenTable) else self.tok.ragged(source[rows])
+
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         qi, di, mask = batch["query_index"], batch["doc_index"], batch["mask"]
         b, size = mask.shape
         rows, slots = np.nonzero(mask)
-        doc_texts = self.corpus[di[rows, slots]]
+        real = np.flatnonzero(qi >= 0)  # a superset of ``rows``
+        queries, docs = self._tokens(self.queries, qi[real]), self._tokens(self.corpus, di[rows, slots])
         if self.family in PAIR_FAMILIES:
             t = self.tok.pair_length
-            enc = self.tok.encode_pairs(self.queries[qi[rows]], doc_texts)
+            enc = self.tok.encode_pairs(queries.take(np.searchsorted(real, rows)), docs)
             for name in ("ids", "mask", "type_ids"):
                 batch[f"pair_{name}"] = np.zeros((b, size, t), np.int32)
                 batch[f"pair_{name}"][rows, slots] = enc[name]
             return batch
-        real = np.flatnonzero(qi >= 0)
-        q = self.tok.encode_queries(self.queries[qi[real]])
-        d = self.tok.encode_docs(doc_texts)
+        q = self.tok.encode_queries(queries)
+        d = self.tok.encode_docs(docs)
         for name in ("ids", "mask"):
             batch[f"query_{name}"] = np.zeros((b, self.tok.query_length), np.int32)
             batch[f"query_{name}"][real] = q[name]
@@ -275,9 +278,9 @@ def image_pipeline(source, *, batch_size: int, train: bool, seed: int = 0, num_e
     def stack(rs):
         out = {"images": np.zeros((local, images.shape[1]), np.float32),
                "class_labels": np.full(local, -1, np.int32), "mask": np.zeros(local, bool)}
-        for i, r in enumerate(rs):
-            if "pad" not in r:
-                out["images"][i], out["class_labels"][i], out["mask"][i] = images[r["row"]], labels[r["row"]], True
+        real = [i for i, r in enumerate(rs) if "pad" not in r]
+        rows = [rs[i]["row"] for i in real]
+        out["images"][real], out["class_labels"][real], out["mask"][real] = images[rows], labels[rows], True
         return out
 
     if classes_per_batch is None or not train:
@@ -369,12 +372,12 @@ def preference_pairs(batch: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     p_ids, p_len = batch["prompt_ids"], batch["prompt_mask"].sum(-1)[:, None]
     t = p_ids.shape[1] + batch["chosen_ids"].shape[1] - 1
     j = np.arange(t)[None, :]
+    in_prompt = j < p_len
+    prompt_part = np.take_along_axis(p_ids, np.minimum(j, p_ids.shape[1] - 1).repeat(len(p_ids), 0), axis=1)
     ids, mask, type_ids = [], [], []
     for side in ("chosen", "rejected"):
         r_ids, r_len = batch[f"{side}_ids"], batch[f"{side}_mask"].sum(-1)[:, None]
-        in_prompt = j < p_len
         in_response = ~in_prompt & (j - p_len + 1 < r_len) & (p_len > 0)
-        prompt_part = np.take_along_axis(p_ids, np.minimum(j, p_ids.shape[1] - 1).repeat(len(p_ids), 0), axis=1)
         response_part = np.take_along_axis(r_ids, np.clip(j - p_len + 1, 0, r_ids.shape[1] - 1), axis=1)
         ids.append(np.where(in_prompt, prompt_part, np.where(in_response, response_part, 0)))
         mask.append(in_prompt | in_response)

@@ -14,6 +14,7 @@ MaxSim scoring.
 
 from __future__ import annotations
 
+import itertools
 import os
 import pathlib
 from typing import Sequence
@@ -21,7 +22,45 @@ from typing import Sequence
 import numpy as np
 from tokenizers import Tokenizer
 
-__all__ = ["TextTokenizer", "TokenTable"]
+__all__ = ["TextTokenizer", "TokenTable", "Ragged"]
+
+
+def _within(lengths: np.ndarray) -> np.ndarray:
+    """``0..n_i-1`` for every row ``i``, concatenated: the column of each token in its row."""
+    return np.arange(int(lengths.sum())) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+
+
+class Ragged:
+    """Rows of token ids stored flat (``flat`` int32, ``lengths`` per row); ``len()`` is the number of rows."""
+
+    def __init__(self, flat: np.ndarray, lengths: np.ndarray):
+        self.flat, self.lengths = flat, np.asarray(lengths, np.int64)
+        self.starts = np.cumsum(self.lengths) - self.lengths
+
+    @classmethod
+    def of(cls, rows: Sequence[Sequence[int]]) -> "Ragged":
+        lengths = np.fromiter(map(len, rows), np.int64, len(rows))
+        if not lengths.sum():
+            return cls(np.zeros(0, np.int32), lengths)
+        if isinstance(rows[0], np.ndarray):
+            return cls(np.concatenate(rows).astype(np.int32, copy=False), lengths)
+        return cls(np.fromiter(itertools.chain.from_iterable(rows), np.int32, int(lengths.sum())), lengths)
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def take(self, rows: Sequence[int] | np.ndarray, *, max_tokens: int | None = None) -> "Ragged":
+        """Rows ``rows`` (repeats allowed), each cut to its first ``max_tokens`` ids."""
+        rows = np.asarray(rows, np.int64)
+        lengths = self.lengths[rows] if max_tokens is None else np.minimum(self.lengths[rows], max_tokens)
+        return Ragged(self.flat[np.repeat(self.starts[rows], lengths) + _within(lengths)], lengths)
+
+    def place(self, out: np.ndarray, column: int | np.ndarray, keep: np.ndarray) -> None:
+        """``out[i, column_i + j] = row_i[j]`` for ``j < keep_i`` (``keep_i <= lengths_i``)."""
+        j = _within(keep)
+        rows = np.repeat(np.arange(len(keep)), keep)
+        columns = np.repeat(np.broadcast_to(column, keep.shape), keep) + j
+        out[rows, columns] = self.flat[np.repeat(self.starts, keep) + j]
 
 
 class TextTokenizer:
@@ -60,21 +99,38 @@ class TextTokenizer:
         items (id sequences, e.g. from a :class:`TokenTable`) pass through."""
         if len(texts) and not isinstance(texts[0], str):
             return [t.tolist() if isinstance(t, np.ndarray) else list(t) for t in texts]
+        return self._word_pieces(texts)
+
+    def _word_pieces(self, texts: Sequence[str]) -> list[list[int]]:
         return [e.ids for e in self._tok.encode_batch_fast(list(texts), add_special_tokens=False)]
 
-    def encode(self, texts: Sequence[str] | Sequence[Sequence[int]], *, length: int, marker: int | None = None,
-               pad_with_mask: bool = False) -> dict[str, np.ndarray]:
+    def ragged(self, texts: Sequence[str] | Sequence[Sequence[int]] | Ragged) -> Ragged:
+        """:meth:`tokens` as a :class:`Ragged` (which passes through)."""
+        if isinstance(texts, Ragged):
+            return texts
+        if len(texts) and not isinstance(texts[0], str):
+            return Ragged.of(texts)
+        return Ragged.of(self._word_pieces(texts))
+
+    def encode(self, texts: Sequence[str] | Sequence[Sequence[int]] | Ragged, *, length: int,
+               marker: int | None = None, pad_with_mask: bool = False) -> dict[str, np.ndarray]:
         """``[CLS] (marker) text [SEP]`` per text, cut and padded to ``length``: {"ids", "mask"} int32 [n, length]."""
+        toks = self.ragged(texts)
         prefix = [self.cls] + ([marker] if marker is not None else [])
         room = length - len(prefix) - 1
-        ids = np.full((len(texts), length), self.mask_id if pad_with_mask else self.pad, np.int32)
-        mask = np.zeros((len(texts), length), np.int32)
-        for i, toks in enumerate(self.tokens(texts)):
-            row = prefix + toks[:room] + [self.sep]
-            ids[i, :len(row)] = row
-            mask[i, :len(row)] = 1
+        if room < 0:
+            raise ValueError(f"length {length} leaves no room for [CLS]{' + marker' if marker is not None else ''} "
+                             "+ [SEP]")
+        keep = np.minimum(toks.lengths, room)
+        sep = len(prefix) + keep
+        ids = np.full((len(toks), length), self.mask_id if pad_with_mask else self.pad, np.int32)
+        ids[:, :len(prefix)] = prefix
+        toks.place(ids, len(prefix), keep)
+        ids[np.arange(len(toks)), sep] = self.sep
         if pad_with_mask:
-            mask[:] = 1
+            mask = np.ones((len(toks), length), np.int32)
+        else:
+            mask = (np.arange(length) <= sep[:, None]).astype(np.int32)
         return {"ids": ids, "mask": mask}
 
     def encode_queries(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
@@ -86,41 +142,47 @@ class TextTokenizer:
         """Documents [n, doc_length]; ColBERT: [D] marker."""
         return self.encode(texts, length=self.doc_length, marker=self.d_marker if self.colbert else None)
 
-    def encode_pairs(self, queries: Sequence[str], docs: Sequence[str]) -> dict[str, np.ndarray]:
+    def encode_pairs(self, queries: Sequence[str] | Ragged, docs: Sequence[str] | Ragged) -> dict[str, np.ndarray]:
         """``[CLS] q [SEP] d [SEP]`` [n, pair_length]: {"ids", "mask", "type_ids"}."""
         if len(queries) != len(docs):
             raise ValueError(f"encode_pairs got {len(queries)} queries and {len(docs)} docs")
-        n, length = len(queries), self.pair_length
+        q, d = self.ragged(queries), self.ragged(docs)
+        n, length = len(q), self.pair_length
+        q_keep = np.minimum(q.lengths, min(self.query_length - 2, length - 4))
+        sep1 = 1 + q_keep  # [CLS] q [SEP]
+        d_keep = np.minimum(d.lengths, length - sep1 - 2)
+        sep2 = sep1 + 1 + d_keep  # d [SEP]
         ids = np.full((n, length), self.pad, np.int32)
-        mask, type_ids = np.zeros((n, length), np.int32), np.zeros((n, length), np.int32)
-        for i, (q, d) in enumerate(zip(self.tokens(queries), self.tokens(docs))):
-            first = [self.cls] + q[:min(self.query_length - 2, length - 4)] + [self.sep]
-            second = d[:length - len(first) - 1] + [self.sep]
-            ids[i, :len(first) + len(second)] = first + second
-            mask[i, :len(first) + len(second)] = 1
-            type_ids[i, len(first):len(first) + len(second)] = 1
-        return {"ids": ids, "mask": mask, "type_ids": type_ids}
+        ids[:, 0] = self.cls
+        q.place(ids, 1, q_keep)
+        d.place(ids, sep1 + 1, d_keep)
+        rows, cols = np.arange(n), np.arange(length)
+        ids[rows, sep1], ids[rows, sep2] = self.sep, self.sep
+        mask = cols <= sep2[:, None]
+        return {"ids": ids, "mask": mask.astype(np.int32), "type_ids": (mask & (cols > sep1[:, None])).astype(np.int32)}
 
 
 class TokenTable:
-    """Word-piece ids of all texts of a split, cut to ``max_tokens``, tokenized once and stored ragged
-    (flat int32 + offsets); ``table[rows]`` is what :class:`TextTokenizer` encodes instead of the texts.
+    """Word-piece ids of all texts of a split, cut to ``max_tokens``, tokenized once and stored as one
+    :class:`Ragged`; ``table.ragged(rows)`` (or ``table[rows]``) is what :class:`TextTokenizer` encodes instead
+    of the texts.
 
     Cutting the ids is the same as encoding the full text and truncating, so batches are unchanged; the
     pipelines then spend no time in the tokenizer (documents are re-tokenized every epoch otherwise).
     """
 
     def __init__(self, tokenizer: TextTokenizer, texts: Sequence[str], *, max_tokens: int, chunk: int = 8192):
-        ids, lengths = [], []
-        for start in range(0, len(texts), chunk):
-            for toks in tokenizer.tokens(texts[start:start + chunk]):
-                ids.append(np.asarray(toks[:max_tokens], np.int32))
-                lengths.append(len(ids[-1]))
-        self.ids = np.concatenate(ids) if ids else np.zeros(0, np.int32)
-        self.offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        parts = [tokenizer.ragged(texts[start:start + chunk]) for start in range(0, len(texts), chunk)]
+        parts = [p.take(np.arange(len(p)), max_tokens=max_tokens) for p in parts]
+        self.rows = Ragged(np.concatenate([p.flat for p in parts]) if parts else np.zeros(0, np.int32),
+                           np.concatenate([p.lengths for p in parts]) if parts else np.zeros(0, np.int64))
 
     def __len__(self) -> int:
-        return len(self.offsets) - 1
+        return len(self.rows)
 
     def __getitem__(self, rows: Sequence[int]) -> list[np.ndarray]:
-        return [self.ids[self.offsets[r]:self.offsets[r + 1]] for r in rows]
+        return [self.rows.flat[s:s + n] for s, n in zip(self.rows.starts[rows], self.rows.lengths[rows])]
+
+    def ragged(self, rows: Sequence[int] | np.ndarray) -> Ragged:
+        """The ids of ``rows`` as a :class:`Ragged` (one vectorized gather)."""
+        return self.rows.take(rows)

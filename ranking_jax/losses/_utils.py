@@ -52,6 +52,16 @@ def as_mask(where: Optional[Array]) -> Optional[Array]:
     return None if where is None else jnp.asarray(where).astype(bool)
 
 
+def prepare(fn: str, scores: Array, labels: Array, *, where: Optional[Array] = None,
+            segments: Optional[Array] = None, weights: Optional[Array] = None):
+    """Prologue of a ``(scores, labels)`` ranking loss: :func:`check_shapes`, ``where`` as bool, and masked
+    scores, labels and weights zeroed. Returns ``(scores, labels, weights, where)``."""
+    check_shapes(fn, scores, labels=labels, where=where, segments=segments, weights=weights)
+    where = as_mask(where)
+    scores, labels, weights = (sanitize(a, where) for a in (scores, labels, weights))
+    return scores, labels, weights, where
+
+
 def same_segment_mask(segments: Array) -> Array:
     """``[..., n, n]`` mask: True where items i and j share a segment."""
     return jnp.expand_dims(segments, -1) == jnp.expand_dims(segments, -2)
@@ -63,10 +73,14 @@ def pairs(a: Array, op: Callable[[Array, Array], Array]) -> Array:
     return jnp.broadcast_to(op(a_i, a_j), jnp.broadcast_shapes(a_i.shape, a_j.shape))
 
 
+def flatten_pairs(a: Array) -> Array:
+    """``[..., n, n]`` -> ``[..., n * n]`` (pair ``(i, j)`` at ``i * n + j``, Rax's layout)."""
+    return jnp.reshape(a, a.shape[:-2] + (a.shape[-2] * a.shape[-1],))
+
+
 def compute_pairs(a: Array, op: Callable[[Array, Array], Array]) -> Array:
     """Rax's ``utils.compute_pairs``: :func:`pairs` flattened to ``[..., n * n]``."""
-    result = pairs(a, op)
-    return jnp.reshape(result, result.shape[:-2] + (result.shape[-2] * result.shape[-1],))
+    return flatten_pairs(pairs(a, op))
 
 
 def pair_mask(where: Optional[Array] = None, segments: Optional[Array] = None) -> Optional[Array]:
@@ -78,6 +92,11 @@ def pair_mask(where: Optional[Array] = None, segments: Optional[Array] = None) -
         same = same_segment_mask(segments)
         mask = same if mask is None else mask & same
     return mask
+
+
+def restrict(mask: Array, other: Optional[Array]) -> Array:
+    """``mask & other``, where ``other=None`` (no mask) keeps ``mask``."""
+    return mask if other is None else mask & other
 
 
 def list_mask(where: Optional[Array] = None, segments: Optional[Array] = None) -> Optional[Array]:
@@ -95,7 +114,29 @@ def list_mask(where: Optional[Array] = None, segments: Optional[Array] = None) -
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Reduction.
+# Weighting and reduction.
+
+
+def apply_weights(values: Array, weights: Optional[Array], where: Optional[Array] = None) -> Array:
+    """``values * weights`` (weights broadcast to ``values``, masked ones 0 so NaN/inf cannot leak); ``values``
+    unchanged if ``weights`` is None."""
+    if weights is None:
+        return values
+    return values * sanitize(jnp.broadcast_to(jnp.asarray(weights, values.dtype), values.shape), where)
+
+
+def list_sum(values: Array, where: Optional[Array] = None, segments: Optional[Array] = None) -> Array:
+    """Sum of per-item values over the valid items of each list (``[...]``) or segment (``[..., n]``, the
+    segment's sum on each of its items)."""
+    if segments is None:
+        return jnp.sum(sanitize(values, where), axis=-1)
+    return segment_sum(values, segments, where=where)
+
+
+def reduce_lists(loss: Array, where: Optional[Array], segments: Optional[Array],
+                 reduce_fn: Optional[ReduceFn]) -> Array:
+    """Reduces per-list values (:func:`list_sum`'s layout) over the lists that have a valid item."""
+    return safe_reduce(loss, where=list_mask(where, segments), reduce_fn=reduce_fn)
 
 
 def safe_reduce(a: Array, where: Optional[Array] = None, reduce_fn: Optional[ReduceFn] = None) -> Array:
@@ -369,3 +410,12 @@ def ideal_dcg(gains: Array, *, where: Optional[Array] = None, segments: Optional
     if segments is None:
         return jnp.sum(values, axis=-1)
     return segment_sum(values, segments, where=where)
+
+
+def normalize_by_ideal_dcg(gains: Array, *, where: Optional[Array] = None, segments: Optional[Array] = None,
+                           topn: Optional[int] = None,
+                           discount_fn: Callable[[Array], Array] = default_discount_fn) -> Array:
+    """``[..., n]`` gains divided by their list's (or segment's) :func:`ideal_dcg` (by 1 where that is 0)."""
+    idcg = ideal_dcg(gains, where=where, segments=segments, topn=topn, discount_fn=discount_fn)
+    idcg = jnp.where(idcg == 0.0, 1.0, idcg)
+    return gains / (idcg if segments is not None else jnp.expand_dims(idcg, -1))

@@ -19,7 +19,8 @@ from typing import Callable, Optional
 import jax
 import jax.numpy as jnp
 
-from ranking_jax.losses._utils import as_mask, list_mask, log_softmax, masked_logsumexp, pairs, safe_reduce, sanitize
+from ranking_jax.losses._utils import (apply_weights, as_mask, list_mask, log_softmax, masked_logsumexp, pair_mask,
+                                       pairs, restrict, safe_reduce, sanitize)
 
 Array = jax.Array
 ReduceFn = Optional[Callable[..., Array]]
@@ -50,12 +51,6 @@ def _positives(fn: str, shape: tuple[int, ...], labels: Optional[Array], group_s
 
 def _valid(shape: tuple[int, ...], where: Optional[Array]) -> Array:
     return jnp.ones(shape, dtype=bool) if where is None else jnp.broadcast_to(as_mask(where), shape)
-
-
-def _row_weights(losses: Array, weights: Optional[Array], row_valid: Array) -> Array:
-    if weights is None:
-        return losses
-    return losses * sanitize(jnp.broadcast_to(jnp.asarray(weights, losses.dtype), losses.shape), row_valid)
 
 
 def infonce_loss(scores: Array, *, labels: Optional[Array] = None, group_size: int = 1, temperature: float = 1.0,
@@ -102,7 +97,7 @@ def infonce_loss(scores: Array, *, labels: Optional[Array] = None, group_size: i
         lse_pos = sanitize(masked_logsumexp(z, pos, axis=-1), row_valid)
         lse_all = sanitize(masked_logsumexp(z, valid, axis=-1), row_valid)
         losses = lse_all - lse_pos
-    losses = _row_weights(losses, weights, row_valid)
+    losses = apply_weights(losses, weights, row_valid)
     return safe_reduce(losses, where=row_valid, reduce_fn=reduce_fn)
 
 
@@ -155,16 +150,14 @@ def soft_infonce_loss(scores: Array, teacher_scores: Array, *, temperature: floa
     log_q = log_softmax(sanitize(scores, keep) / temperature, where=keep)
     p = sanitize(jnp.exp(log_softmax(sanitize(t, keep) / teacher_temperature, where=keep)), keep)
     losses = -jnp.sum(p * log_q, axis=-1)
-    losses = _row_weights(losses, weights, row_valid)
+    losses = apply_weights(losses, weights, row_valid)
     return safe_reduce(losses, where=row_valid, reduce_fn=reduce_fn)
 
 
 def _ranknet_per_list(scores: Array, labels: Array, where: Optional[Array]) -> tuple[Array, Array]:
     """Mean over pairs ``labels_i > labels_j`` of ``log(1 + exp(-(s_i - s_j)))`` per list, and list validity."""
     s, y = sanitize(scores, where), sanitize(labels, where)
-    mask = pairs(y, jnp.greater)
-    if where is not None:
-        mask = mask & pairs(where, jnp.logical_and)
+    mask = restrict(pairs(y, jnp.greater), pair_mask(where))
     terms = sanitize(jax.nn.softplus(-pairs(s, jnp.subtract)), mask)
     count = jnp.sum(mask, axis=(-2, -1))
     return jnp.sum(terms, axis=(-2, -1)) / jnp.maximum(count, 1).astype(s.dtype), count > 0
@@ -198,7 +191,7 @@ def e2rank_loss(scores: Array, rerank_scores: Array, rerank_labels: Array, *, te
     rank, rank_valid = _ranknet_per_list(scale * rerank_scores, rerank_labels, as_mask(rerank_where))
     losses = emb + ranknet_weight * rank
     row_valid = emb_valid | rank_valid
-    losses = _row_weights(losses, weights, row_valid)
+    losses = apply_weights(losses, weights, row_valid)
     return safe_reduce(losses, where=row_valid, reduce_fn=reduce_fn)
 
 
@@ -273,9 +266,7 @@ def rank_kl_loss(scores: Array, labels: Array, *, temperature: float = 0.05, whe
     target = jnp.where(n > 1, (n - 1 - rank) / jnp.maximum(n - 1, 1), 0.0).astype(scores.dtype)
     log_p = log_softmax(target / temperature, where=where)
     log_q = log_softmax(sanitize(scores, where) / temperature, where=where)
-    terms = sanitize(jnp.exp(log_p) * (log_p - log_q), where)
-    if weights is not None:
-        terms = terms * sanitize(jnp.asarray(weights, terms.dtype), where)
+    terms = apply_weights(sanitize(jnp.exp(log_p) * (log_p - log_q), where), weights, where)
     return safe_reduce(jnp.sum(terms, axis=-1), where=list_mask(where), reduce_fn=reduce_fn)
 
 
@@ -303,16 +294,13 @@ def pro_loss(scores: Array, labels: Array, *, temperature: float = 0.05, eps: fl
     z = sanitize(scores, where) / temperature
     y = sanitize(labels, where).astype(z.dtype)
     d = pairs(y, jnp.subtract)
-    neg = d > eps
-    if where is not None:
-        neg = neg & pairs(where, jnp.logical_and)
+    neg = restrict(d > eps, pair_mask(where))
     has_neg = jnp.any(neg, axis=-1)
     w = jnp.max(jnp.where(neg, d, 0.0), axis=-1)
     pos_logit = w * z
     neg_logits = sanitize(d * jnp.expand_dims(z, -2), neg)
     item = sanitize(jax.nn.softplus(masked_logsumexp(neg_logits, neg, axis=-1) - pos_logit), has_neg)
-    if weights is not None:
-        item = item * sanitize(jnp.asarray(weights, item.dtype), has_neg)
+    item = apply_weights(item, weights, has_neg)
     count = jnp.sum(has_neg, axis=-1)
     losses = jnp.sum(item, axis=-1) / jnp.maximum(count, 1).astype(item.dtype)
     return safe_reduce(losses, where=count > 0, reduce_fn=reduce_fn)

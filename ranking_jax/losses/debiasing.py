@@ -13,7 +13,7 @@ from typing import Callable, Optional
 import jax
 import jax.numpy as jnp
 
-from ranking_jax.losses._utils import as_mask, pairs, ranks, safe_reduce, sanitize
+from ranking_jax.losses._utils import apply_weights, as_mask, pair_mask, pairs, ranks, restrict, safe_reduce, sanitize
 
 Array = jax.Array
 ReduceFn = Optional[Callable[..., Array]]
@@ -56,9 +56,7 @@ def relmf_loss(scores: Array, labels: Array, *, propensities: Array, clip: float
     else:
         p = jax.nn.sigmoid(s)
         d1, d0 = jnp.square(1.0 - p), jnp.square(p)
-    losses = ratio * d1 + (1.0 - ratio) * d0
-    if weights is not None:
-        losses = losses * sanitize(jnp.asarray(weights, losses.dtype), where)
+    losses = apply_weights(ratio * d1 + (1.0 - ratio) * d0, weights, where)
     return safe_reduce(losses, where=where, reduce_fn=reduce_fn)
 
 
@@ -135,9 +133,7 @@ def curriculum_weights(difficulty: Array, labels: Array, *, epoch, end_epoch: in
     y = sanitize(labels, where)
     eps = 1e-8
     if pairwise:
-        mask = pairs(y, jnp.greater)
-        if where is not None:
-            mask = mask & pairs(where, jnp.logical_and)
+        mask = restrict(pairs(y, jnp.greater), pair_mask(where))
         pair_w = (pairs(d, jnp.subtract) + 1.0) / 2.0
         w = jnp.min(jnp.where(mask, pair_w, jnp.inf), axis=(-2, -1))
         w = jnp.where(jnp.any(mask, axis=(-2, -1)), w + eps, 1.0)

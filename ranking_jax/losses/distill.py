@@ -10,35 +10,29 @@ pointwise MSE, teacher-weighted RankNet; plus listwise KL distillation (Hinton e
 
 from __future__ import annotations
 
+import operator
 from typing import Callable, Optional
 
 import jax
 import jax.numpy as jnp
 
-from ranking_jax.losses._utils import (as_mask, compute_pairs, list_mask, log_softmax, pair_mask, safe_reduce,
-                                       sanitize)
-
-Array = jax.Array
+from ranking_jax.losses._utils import (Array, apply_weights, as_mask, compute_pairs, flatten_pairs, list_mask,
+                                       log_softmax, pair_mask, restrict, safe_reduce, sanitize)
 
 __all__ = ["margin_mse_loss", "margin_mse_triple_loss", "mse_distill_loss", "weighted_ranknet_distill_loss",
            "kl_distill_loss"]
 
 
-def _flat_pair_mask(where: Optional[Array], n: int, shape: tuple[int, ...], select: Array) -> Array:
-    """``[..., n * n]`` mask: pairs selected by ``select`` ([..., n, n]) whose two items are valid."""
-    mask = jnp.broadcast_to(select, shape[:-1] + (n, n))
-    valid = pair_mask(where)
-    if valid is not None:
-        mask = mask & valid
-    return jnp.reshape(mask, mask.shape[:-2] + (n * n,))
-
-
-def _pair_weights(weights: Optional[Array], where: Optional[Array]) -> Optional[Array]:
-    """Rax convention: pair (i, j) is weighted by ``weights[..., i]``; returns ``[..., n * n]`` or None."""
-    if weights is None:
-        return None
-    weights = sanitize(jnp.asarray(weights), where)
-    return compute_pairs(weights, lambda w_i, w_j: w_i * jnp.ones_like(w_j))
+def _pair_losses(pair_loss: Array, select: Array, weights: Optional[Array], where: Optional[Array],
+                 reduce_fn) -> Array:
+    """Reduces ``[..., n * n]`` ``pair_loss`` over the pairs selected by ``select`` (``[..., n, n]``) whose two
+    items are valid; pair ``(i, j)`` is weighted by ``weights[..., i]`` (Rax's convention)."""
+    mask = flatten_pairs(restrict(jnp.broadcast_to(select, pair_loss.shape[:-1] + select.shape[-2:]),
+                                  pair_mask(where)))
+    if weights is not None:
+        weights = sanitize(jnp.asarray(weights), where)
+        pair_loss = pair_loss * compute_pairs(weights, lambda w_i, w_j: w_i * jnp.ones_like(w_j))
+    return safe_reduce(pair_loss, where=mask, reduce_fn=reduce_fn)
 
 
 def margin_mse_loss(scores: Array, teacher_scores: Array, *, labels: Optional[Array] = None,
@@ -72,13 +66,8 @@ def margin_mse_loss(scores: Array, teacher_scores: Array, *, labels: Optional[Ar
     else:
         y = sanitize(labels, where)
         select = jnp.expand_dims(y, -1) > jnp.expand_dims(y, -2)
-    mask = _flat_pair_mask(where, n, s.shape, select)
-    diff = lambda a_i, a_j: a_i - a_j  # noqa: E731
-    losses = jnp.square(compute_pairs(s, diff) - compute_pairs(t, diff))
-    pair_w = _pair_weights(weights, where)
-    if pair_w is not None:
-        losses = losses * pair_w
-    return safe_reduce(losses, where=mask, reduce_fn=reduce_fn)
+    losses = jnp.square(compute_pairs(s, operator.sub) - compute_pairs(t, operator.sub))
+    return _pair_losses(losses, select, weights, where, reduce_fn)
 
 
 def margin_mse_triple_loss(positive_scores: Array, negative_scores: Array, teacher_positive_scores: Array,
@@ -97,9 +86,7 @@ def margin_mse_triple_loss(positive_scores: Array, negative_scores: Array, teach
     margin = sanitize(positive_scores, where) - sanitize(negative_scores, where)
     teacher_margin = jax.lax.stop_gradient(
         sanitize(teacher_positive_scores, where) - sanitize(teacher_negative_scores, where))
-    losses = jnp.square(margin - teacher_margin)
-    if weights is not None:
-        losses = losses * sanitize(jnp.asarray(weights, losses.dtype), where)
+    losses = apply_weights(jnp.square(margin - teacher_margin), weights, where)
     return safe_reduce(losses, where=where, reduce_fn=reduce_fn)
 
 
@@ -122,9 +109,7 @@ def mse_distill_loss(scores: Array, teacher_scores: Array, *, where: Optional[Ar
     """
     where = as_mask(where)
     losses = jnp.square(sanitize(scores, where) - sanitize(jax.lax.stop_gradient(teacher_scores), where))
-    if weights is not None:
-        losses = losses * sanitize(jnp.asarray(weights, losses.dtype), where)
-    return safe_reduce(losses, where=where, reduce_fn=reduce_fn)
+    return safe_reduce(apply_weights(losses, weights, where), where=where, reduce_fn=reduce_fn)
 
 
 def weighted_ranknet_distill_loss(scores: Array, teacher_scores: Array, *, where: Optional[Array] = None,
@@ -150,15 +135,9 @@ def weighted_ranknet_distill_loss(scores: Array, teacher_scores: Array, *, where
     where = as_mask(where)
     s = sanitize(scores, where)
     t = sanitize(jax.lax.stop_gradient(teacher_scores), where)
-    n = s.shape[-1]
     select = jnp.expand_dims(t, -1) > jnp.expand_dims(t, -2)
-    mask = _flat_pair_mask(where, n, s.shape, select)
-    diff = lambda a_i, a_j: a_i - a_j  # noqa: E731
-    losses = compute_pairs(t, diff) * jax.nn.softplus(-compute_pairs(s, diff))
-    pair_w = _pair_weights(weights, where)
-    if pair_w is not None:
-        losses = losses * pair_w
-    return safe_reduce(losses, where=mask, reduce_fn=reduce_fn)
+    losses = compute_pairs(t, operator.sub) * jax.nn.softplus(-compute_pairs(s, operator.sub))
+    return _pair_losses(losses, select, weights, where, reduce_fn)
 
 
 def kl_distill_loss(scores: Array, teacher_scores: Array, *, temperature: float = 1.0,
@@ -187,8 +166,6 @@ def kl_distill_loss(scores: Array, teacher_scores: Array, *, temperature: float 
     log_q = log_softmax(sanitize(scores, where) / temperature, where=where)
     log_p = log_softmax(sanitize(t, where) / temperature, where=where)
     p = sanitize(jnp.exp(log_p), where)
-    terms = sanitize(p * (log_p - log_q), where)
-    if weights is not None:
-        terms = terms * sanitize(jnp.asarray(weights, terms.dtype), where)
+    terms = apply_weights(sanitize(p * (log_p - log_q), where), weights, where)
     losses = temperature ** 2 * jnp.sum(terms, axis=-1)
     return safe_reduce(losses, where=list_mask(where), reduce_fn=reduce_fn)

@@ -4,6 +4,10 @@ Each function maps ``(scores, labels)`` of shape ``[..., n]`` to ``[..., n * n]`
 ``compute_pairs`` layout (pair ``(i, j)`` at ``i * n + j``). Pairs that touch a masked item or cross segments
 get weight 0. Weights depend on scores only through (non-differentiable) ranks.
 
+The DCG lambdaweights also take ``weights`` (``[..., n]``, multiplying the gains), ``topn`` (rank cutoff),
+``normalize`` (NDCG: gains divided by the ideal DCG), ``gain_fn`` (default ``2^y - 1``) and ``discount_fn``
+(1-based ranks to discounts, default ``1 / log2(r + 1)``).
+
 Example: ``pairwise_logistic_loss(scores, labels, lambdaweight_fn=dcg_lambdaweight)`` is LambdaRank.
 """
 
@@ -14,14 +18,10 @@ from typing import Callable, Optional
 
 import jax.numpy as jnp
 
-from ranking_jax.losses._utils import (Array, as_mask, check_shapes, default_discount_fn, default_gain_fn, ideal_dcg,
-                                       pair_mask, pairs, ranks, sanitize)
+from ranking_jax.losses._utils import (Array, as_mask, check_shapes, default_discount_fn, default_gain_fn,
+                                       flatten_pairs, normalize_by_ideal_dcg, pair_mask, pairs, ranks, sanitize)
 
 __all__ = ["labeldiff_lambdaweight", "dcg_lambdaweight", "dcg2_lambdaweight"]
-
-
-def _flatten_pairs(a: Array) -> Array:
-    return jnp.reshape(a, a.shape[:-2] + (a.shape[-2] * a.shape[-1],))
 
 
 def labeldiff_lambdaweight(scores: Array, labels: Array, *, where: Optional[Array] = None,
@@ -45,11 +45,7 @@ def labeldiff_lambdaweight(scores: Array, labels: Array, *, where: Optional[Arra
     del scores, weights
     where = as_mask(where)
     labels = sanitize(labels, where)
-    results = jnp.abs(pairs(labels, operator.sub))
-    mask = pair_mask(where, segments)
-    if mask is not None:
-        results = jnp.where(mask, results, 0.0)
-    return _flatten_pairs(results)
+    return flatten_pairs(sanitize(jnp.abs(pairs(labels, operator.sub)), pair_mask(where, segments)))
 
 
 def _dcg_lambdaweight(scores, labels, rank_pair_discount_fn, *, where, segments, weights, topn, normalize, gain_fn,
@@ -63,15 +59,10 @@ def _dcg_lambdaweight(scores, labels, rank_pair_discount_fn, *, where, segments,
     if weights is not None:
         gains = gains * weights
     if normalize:
-        idcg = ideal_dcg(gains, where=where, segments=segments, topn=topn, discount_fn=discount_fn)
-        idcg = jnp.where(idcg == 0.0, 1.0, idcg)
-        gains = gains / (idcg if segments is not None else jnp.expand_dims(idcg, -1))
-    results = jnp.abs(pairs(gains, operator.sub)) * rank_pair_discount_fn(r)
-    mask = pair_mask(where, segments)
-    if mask is not None:
-        results = jnp.where(mask, results, 0.0)
+        gains = normalize_by_ideal_dcg(gains, where=where, segments=segments, topn=topn, discount_fn=discount_fn)
+    results = sanitize(jnp.abs(pairs(gains, operator.sub)) * rank_pair_discount_fn(r), pair_mask(where, segments))
     # Scale by the (static) list size so that the weights are not vanishingly small (as Rax).
-    return _flatten_pairs(results) * scores.shape[-1]
+    return flatten_pairs(results) * scores.shape[-1]
 
 
 def dcg_lambdaweight(scores: Array, labels: Array, *, where: Optional[Array] = None,
@@ -85,20 +76,6 @@ def dcg_lambdaweight(scores: Array, labels: Array, *, where: Optional[Array] = N
                        |\op{discount}(\op{rank}(s_i)) - \op{discount}(\op{rank}(s_j))|
 
     with discounts set to 0 beyond ``topn``; ``normalize`` divides gains by the ideal DCG (NDCG).
-
-    Args:
-      scores: ``[..., n]`` scores (used through their ranks only).
-      labels: ``[..., n]`` relevance labels.
-      where: optional ``[..., n]`` bool mask of valid items.
-      segments: optional ``[..., n]`` segment ids.
-      weights: optional ``[..., n]`` per-item weights multiplying the gains.
-      topn: optional rank cutoff.
-      normalize: use NDCG (gains divided by the ideal DCG) instead of DCG.
-      gain_fn: maps labels to gains (default ``2^y - 1``).
-      discount_fn: maps 1-based ranks to discounts (default ``1 / log2(r + 1)``).
-
-    Returns:
-      ``[..., n * n]`` lambdaweights.
     """
     check_shapes("dcg_lambdaweight", scores, labels=labels, where=where, segments=segments, weights=weights)
 
@@ -127,21 +104,6 @@ def dcg2_lambdaweight(scores: Array, labels: Array, *, where: Optional[Array] = 
     (``light_discount``: :math:`|\op{discount}(|r_i - r_j|)|`). With ``topn``, pairs whose lower rank
     :math:`\max(r_i, r_j)` exceeds ``topn`` are scaled by :math:`1 / (1 - \op{discount}(\max(r_i, r_j)))`
     (Jagerman et al. 2022, "On Optimizing Top-K Metrics for Neural Ranking Models").
-
-    Args:
-      scores: ``[..., n]`` scores (used through their ranks only).
-      labels: ``[..., n]`` relevance labels.
-      where: optional ``[..., n]`` bool mask of valid items.
-      segments: optional ``[..., n]`` segment ids.
-      weights: optional ``[..., n]`` per-item weights multiplying the gains.
-      topn: optional rank cutoff.
-      normalize: use NDCG (gains divided by the ideal DCG) instead of DCG.
-      gain_fn: maps labels to gains (default ``2^y - 1``).
-      discount_fn: maps 1-based ranks to discounts (default ``1 / log2(r + 1)``).
-      light_discount: use the lighter discount above.
-
-    Returns:
-      ``[..., n * n]`` lambdaweights.
     """
     check_shapes("dcg2_lambdaweight", scores, labels=labels, where=where, segments=segments, weights=weights)
 

@@ -1,6 +1,10 @@
 """Listwise ranking losses: Rax's softmax family and ListMLE, plus ListNet, position-aware ListMLE, ApproxNDCG and
 NeuralNDCG (and its transposed form).
 
+Shared arguments: ``scores``, ``labels`` ``[..., n]``; ``where`` optional ``[..., n]`` bool mask of valid items
+(masked items may hold inf/NaN); ``segments`` optional ``[..., n]`` segment ids, each segment a list; ``weights``
+optional ``[..., n]`` per-item weights; ``reduce_fn`` ``jnp.mean`` (over lists), ``jnp.sum`` or ``None``.
+
 One value per list: unreduced output is ``[...]`` (``[..., n]`` with ``segments``, the value sitting on the first
 valid item of each segment); ``jnp.mean`` averages over lists that have at least one valid item.
 """
@@ -14,20 +18,14 @@ from typing import Callable, Optional
 import jax
 import jax.numpy as jnp
 
-from ranking_jax.losses._utils import (Array, ReduceFn, approx_cutoff, approx_ranks, as_mask, check_shapes,
-                                       default_discount_fn, default_gain_fn, ideal_dcg, in_segment_indices, list_mask,
-                                       log_softmax, logcumsumexp, masked_logsumexp, normalize_probabilities,
-                                       pair_mask, pairs, safe_reduce, sanitize, segment_sum, softmax, sort_by)
+from ranking_jax.losses._utils import (Array, ReduceFn, approx_cutoff, approx_ranks, default_discount_fn,
+                                       default_gain_fn, ideal_dcg, in_segment_indices, list_sum, log_softmax,
+                                       logcumsumexp, masked_logsumexp, normalize_probabilities, pair_mask, pairs,
+                                       prepare, reduce_lists, restrict, safe_reduce, sanitize, segment_sum, softmax,
+                                       sort_by)
 
 __all__ = ["softmax_loss", "poly1_softmax_loss", "unique_softmax_loss", "listmle_loss", "listnet_loss",
            "position_aware_listmle_loss", "approx_ndcg_loss", "neural_ndcg_loss", "neural_ndcg_transposed_loss"]
-
-
-def _list_sum(values: Array, where: Optional[Array], segments: Optional[Array]) -> Array:
-    """Sum of per-item values over each list (``[...]``) or segment (``[..., n]``)."""
-    if segments is None:
-        return jnp.sum(sanitize(values, where), axis=-1)
-    return segment_sum(values, segments, where=where)
 
 
 def _identity_label_fn(a: Array, where: Optional[Array] = None) -> Array:
@@ -45,25 +43,16 @@ def softmax_loss(scores: Array, labels: Array, *, where: Optional[Array] = None,
     approach"; Bruch et al. 2019, "An analysis of the softmax cross entropy loss for learning-to-rank").
 
     Args:
-      scores: ``[..., n]`` scores.
-      labels: ``[..., n]`` relevance labels.
-      where: optional ``[..., n]`` bool mask of valid items (masked items may hold inf/NaN).
-      segments: optional ``[..., n]`` segment ids; each segment is a list.
       weights: optional ``[..., n]`` per-item weights multiplying the labels.
       label_fn: ``label_fn(labels, where=where)`` maps labels to target probabilities.
-      reduce_fn: ``jnp.mean`` (over lists), ``jnp.sum`` or ``None``.
-
-    Returns:
-      The loss.
     """
-    check_shapes("softmax_loss", scores, labels=labels, where=where, segments=segments, weights=weights)
-    where = as_mask(where)
-    scores, labels, weights = (sanitize(a, where) for a in (scores, labels, weights))
+    scores, labels, weights, where = prepare("softmax_loss", scores, labels, where=where, segments=segments,
+                                             weights=weights)
     if weights is not None:
         labels = labels * weights
     targets = sanitize(label_fn(labels, where=where), where)
-    loss = -_list_sum(targets * log_softmax(scores, where=where, segments=segments), where, segments)
-    return safe_reduce(loss, where=list_mask(where, segments), reduce_fn=reduce_fn)
+    loss = -list_sum(targets * log_softmax(scores, where=where, segments=segments), where, segments)
+    return reduce_lists(loss, where, segments, reduce_fn)
 
 
 def poly1_softmax_loss(scores: Array, labels: Array, *, epsilon: float = 1.0, where: Optional[Array] = None,
@@ -73,31 +62,22 @@ def poly1_softmax_loss(scores: Array, labels: Array, *, epsilon: float = 1.0, wh
     :math:`p_t = \sum_i \frac{y_i}{\sum_j y_j} \frac{e^{s_i}}{\sum_j e^{s_j}}` (Leng et al. 2022, "PolyLoss").
 
     Args:
-      scores: ``[..., n]`` scores.
-      labels: ``[..., n]`` relevance labels.
       epsilon: weight of the first polynomial term.
-      where: optional ``[..., n]`` bool mask of valid items (masked items may hold inf/NaN).
-      segments: optional ``[..., n]`` segment ids; each segment is a list.
       weights: optional ``[..., n]`` per-item weights multiplying the labels.
-      reduce_fn: ``jnp.mean`` (over lists), ``jnp.sum`` or ``None``.
-
-    Returns:
-      The loss.
     """
-    check_shapes("poly1_softmax_loss", scores, labels=labels, where=where, segments=segments, weights=weights)
-    where = as_mask(where)
-    scores, labels, weights = (sanitize(a, where) for a in (scores, labels, weights))
+    scores, labels, weights, where = prepare("poly1_softmax_loss", scores, labels, where=where, segments=segments,
+                                             weights=weights)
     if weights is not None:
         labels = labels * weights
     log_p = log_softmax(scores, where=where, segments=segments)
-    ce = -_list_sum(labels * log_p, where, segments)
+    ce = -list_sum(labels * log_p, where, segments)
     targets = normalize_probabilities(labels, where=where, segments=segments)
-    pt = _list_sum(targets * jnp.exp(log_p), where, segments)
+    pt = list_sum(targets * jnp.exp(log_p), where, segments)
     if segments is None:  # a list without valid items has no (1 - pt) term
         has_items = scores.shape[-1] > 0 if where is None else jnp.any(where, axis=-1)
         pt = jnp.where(has_items, pt, 1.0)
     loss = ce + epsilon * (1.0 - pt)
-    return safe_reduce(loss, where=list_mask(where, segments), reduce_fn=reduce_fn)
+    return reduce_lists(loss, where, segments, reduce_fn)
 
 
 def unique_softmax_loss(scores: Array, labels: Array, *, where: Optional[Array] = None,
@@ -110,33 +90,21 @@ def unique_softmax_loss(scores: Array, labels: Array, *, where: Optional[Array] 
         \ell(s, y) = -\sum_i \op{gain}(y_i) \log \frac{e^{s_i}}{e^{s_i} + \sum_{j : y_j < y_i} e^{s_j}}
 
     Args:
-      scores: ``[..., n]`` scores.
-      labels: ``[..., n]`` relevance labels.
-      where: optional ``[..., n]`` bool mask of valid items (masked items may hold inf/NaN).
-      segments: optional ``[..., n]`` segment ids; each segment is a list.
-      weights: optional ``[..., n]`` per-item weights.
       gain_fn: per-item boost ``gain(y)`` (default ``2^y - 1``; ``None``: no boost).
-      reduce_fn: ``jnp.mean`` (over lists), ``jnp.sum`` or ``None``.
-
-    Returns:
-      The loss.
     """
-    check_shapes("unique_softmax_loss", scores, labels=labels, where=where, segments=segments, weights=weights)
-    where = as_mask(where)
-    scores, labels, weights = (sanitize(a, where) for a in (scores, labels, weights))
+    scores, labels, weights, where = prepare("unique_softmax_loss", scores, labels, where=where, segments=segments,
+                                             weights=weights)
     n = scores.shape[-1]
     competitors = pairs(labels, operator.gt) | jnp.eye(n, dtype=bool)
-    mask = pair_mask(where, segments)
-    if mask is not None:
-        competitors = competitors & mask
+    competitors = restrict(competitors, pair_mask(where, segments))
     lse = masked_logsumexp(jnp.broadcast_to(jnp.expand_dims(scores, -2), competitors.shape), competitors)
     log_p = sanitize(scores - sanitize(lse, where), where)
     if weights is not None:
         log_p = log_p * weights
     if gain_fn is not None:
         log_p = log_p * gain_fn(labels)
-    loss = -_list_sum(log_p, where, segments)
-    return safe_reduce(loss, where=list_mask(where, segments), reduce_fn=reduce_fn)
+    loss = -list_sum(log_p, where, segments)
+    return reduce_lists(loss, where, segments, reduce_fn)
 
 
 def _plackett_luce_log_likelihoods(scores: Array, labels: Array, *, key, where, segments):
@@ -166,22 +134,12 @@ def listmle_loss(scores: Array, labels: Array, *, key: Optional[Array] = None, w
     random (pass a key when labels tie).
 
     Args:
-      scores: ``[..., n]`` scores.
-      labels: ``[..., n]`` relevance labels.
       key: optional PRNG key for random tie-breaking of labels.
-      where: optional ``[..., n]`` bool mask of valid items (masked items may hold inf/NaN).
-      segments: optional ``[..., n]`` segment ids; each segment is a list.
-      reduce_fn: ``jnp.mean`` (over lists), ``jnp.sum`` or ``None``.
-
-    Returns:
-      The loss.
     """
-    check_shapes("listmle_loss", scores, labels=labels, where=where, segments=segments)
-    where = as_mask(where)
-    scores, labels = sanitize(scores, where), sanitize(labels, where)
+    scores, labels, _, where = prepare("listmle_loss", scores, labels, where=where, segments=segments)
     log_p, valid_sorted, _ = _plackett_luce_log_likelihoods(scores, labels, key=key, where=where, segments=segments)
-    loss = -_list_sum(log_p, valid_sorted, segments)
-    return safe_reduce(loss, where=list_mask(where, segments), reduce_fn=reduce_fn)
+    loss = -list_sum(log_p, valid_sorted, segments)
+    return reduce_lists(loss, where, segments, reduce_fn)
 
 
 def _default_position_weights(position: Array, num_valid: Array) -> Array:
@@ -209,20 +167,10 @@ def position_aware_listmle_loss(scores: Array, labels: Array, *, key: Optional[A
     them, e.g. ``lambda i, n: 2.0 ** (n - i) - 1`` for TF-Ranking's unnormalized weights.
 
     Args:
-      scores: ``[..., n]`` scores.
-      labels: ``[..., n]`` relevance labels.
       key: optional PRNG key for random tie-breaking of labels.
-      where: optional ``[..., n]`` bool mask of valid items (masked items may hold inf/NaN).
-      segments: optional ``[..., n]`` segment ids; each segment is a list.
       position_weight_fn: ``(position, num_valid) -> alpha``, both ``[..., n]``.
-      reduce_fn: ``jnp.mean`` (over lists), ``jnp.sum`` or ``None``.
-
-    Returns:
-      The loss.
     """
-    check_shapes("position_aware_listmle_loss", scores, labels=labels, where=where, segments=segments)
-    where = as_mask(where)
-    scores, labels = sanitize(scores, where), sanitize(labels, where)
+    scores, labels, _, where = prepare("position_aware_listmle_loss", scores, labels, where=where, segments=segments)
     log_p, valid_sorted, position = _plackett_luce_log_likelihoods(scores, labels, key=key, where=where,
                                                                    segments=segments)
     if segments is None:
@@ -230,8 +178,8 @@ def position_aware_listmle_loss(scores: Array, labels: Array, *, key: Optional[A
     else:
         num_valid = segment_sum(valid_sorted.astype(jnp.int32), segments)
     alpha = (position_weight_fn or _default_position_weights)(position, jnp.broadcast_to(num_valid, position.shape))
-    loss = -_list_sum(sanitize(alpha, valid_sorted) * log_p, valid_sorted, segments)
-    return safe_reduce(loss, where=list_mask(where, segments), reduce_fn=reduce_fn)
+    loss = -list_sum(sanitize(alpha, valid_sorted) * log_p, valid_sorted, segments)
+    return reduce_lists(loss, where, segments, reduce_fn)
 
 
 def listnet_loss(scores: Array, labels: Array, *, where: Optional[Array] = None, segments: Optional[Array] = None,
@@ -244,22 +192,11 @@ def listnet_loss(scores: Array, labels: Array, *, where: Optional[Array] = None,
 
     As allRank's ``listNet`` (which adds ``1e-10`` inside the log; we do not).
 
-    Args:
-      scores: ``[..., n]`` scores.
-      labels: ``[..., n]`` relevance labels.
-      where: optional ``[..., n]`` bool mask of valid items (masked items may hold inf/NaN).
-      segments: optional ``[..., n]`` segment ids; each segment is a list.
-      reduce_fn: ``jnp.mean`` (over lists), ``jnp.sum`` or ``None``.
-
-    Returns:
-      The loss.
     """
-    check_shapes("listnet_loss", scores, labels=labels, where=where, segments=segments)
-    where = as_mask(where)
-    scores, labels = sanitize(scores, where), sanitize(labels, where)
+    scores, labels, _, where = prepare("listnet_loss", scores, labels, where=where, segments=segments)
     targets = softmax(labels, where=where, segments=segments)
-    loss = -_list_sum(targets * log_softmax(scores, where=where, segments=segments), where, segments)
-    return safe_reduce(loss, where=list_mask(where, segments), reduce_fn=reduce_fn)
+    loss = -list_sum(targets * log_softmax(scores, where=where, segments=segments), where, segments)
+    return reduce_lists(loss, where, segments, reduce_fn)
 
 
 def approx_ndcg_loss(scores: Array, labels: Array, *, where: Optional[Array] = None,
@@ -281,23 +218,14 @@ def approx_ndcg_loss(scores: Array, labels: Array, *, where: Optional[Array] = N
     cut-off. ``weights`` multiply the gains (the ideal ordering uses the weighted gains).
 
     Args:
-      scores: ``[..., n]`` scores.
-      labels: ``[..., n]`` relevance labels.
-      where: optional ``[..., n]`` bool mask of valid items (masked items may hold inf/NaN).
-      segments: optional ``[..., n]`` segment ids; each segment is a list.
       weights: optional ``[..., n]`` per-item gain weights.
       topn: optional rank cutoff.
       temperature: sigmoid temperature ``T`` (``-> 0``: exact ranks).
       gain_fn: maps labels to gains (default ``2^y - 1``).
       discount_fn: maps (smooth) ranks to discounts (default ``1 / log2(r + 1)``).
-      reduce_fn: ``jnp.mean`` (over lists), ``jnp.sum`` or ``None``.
-
-    Returns:
-      The loss.
     """
-    check_shapes("approx_ndcg_loss", scores, labels=labels, where=where, segments=segments, weights=weights)
-    where = as_mask(where)
-    scores, labels, weights = (sanitize(a, where) for a in (scores, labels, weights))
+    scores, labels, weights, where = prepare("approx_ndcg_loss", scores, labels, where=where, segments=segments,
+                                             weights=weights)
 
     def step_fn(x):
         return jax.nn.sigmoid(x / temperature)
@@ -310,8 +238,8 @@ def approx_ndcg_loss(scores: Array, labels: Array, *, where: Optional[Array] = N
     if topn is not None:
         item_dcg = item_dcg * approx_cutoff(-smooth_ranks, topn, where=where, segments=segments, step_fn=step_fn)
     idcg = ideal_dcg(gains, where=where, segments=segments, topn=topn, discount_fn=discount_fn)
-    loss = -_list_sum(item_dcg, where, segments) / jnp.where(idcg == 0.0, 1.0, idcg)
-    return safe_reduce(loss, where=list_mask(where, segments), reduce_fn=reduce_fn)
+    loss = -list_sum(item_dcg, where, segments) / jnp.where(idcg == 0.0, 1.0, idcg)
+    return reduce_lists(loss, where, segments, reduce_fn)
 
 
 def _neural_sort(scores: Array, valid: Array, temperature: float) -> Array:
@@ -358,10 +286,9 @@ def _sinkhorn(p_hat: Array, *, iterations: int, tol: float, eps: float = 1e-10) 
     return jnp.expand_dims(u, -1) * p_hat * jnp.expand_dims(v, -2)
 
 
-def _neural_ndcg(scores, labels, *, where, topn, temperature, gain_fn, discount_fn, sinkhorn_iterations,
+def _neural_ndcg(fn, scores, labels, *, where, topn, temperature, gain_fn, discount_fn, sinkhorn_iterations,
                  sinkhorn_tol, reduce_fn, transposed):
-    where = as_mask(where)
-    scores, labels = sanitize(scores, where), sanitize(labels, where)
+    scores, labels, _, where = prepare(fn, scores, labels, where=where)
     valid = jnp.ones(scores.shape, dtype=bool) if where is None else where
     p_hat = _sinkhorn(_neural_sort(scores, valid, temperature), iterations=sinkhorn_iterations, tol=sinkhorn_tol)
     gains = sanitize(gain_fn(labels), valid)
@@ -383,9 +310,6 @@ def _neural_ndcg(scores, labels, *, where, topn, temperature, gain_fn, discount_
 
 _NEURAL_NDCG_ARGS = """
     Args:
-      scores: ``[..., n]`` scores.
-      labels: ``[..., n]`` relevance labels.
-      where: optional ``[..., n]`` bool mask of valid items (masked items may hold inf/NaN).
       topn: optional rank cutoff ``k``.
       temperature: NeuralSort temperature :math:`\\tau`.
       gain_fn: maps labels to gains (default ``2^y - 1``; allRank ``powered_relevancies=False`` is identity).
@@ -417,10 +341,9 @@ def neural_ndcg_loss(scores: Array, labels: Array, *, where: Optional[Array] = N
     variant, wrap with :func:`gumbel_t12n`. Cost: :math:`O(n^2)` memory and ``sinkhorn_iterations`` matrix-vector
     products per list.
     """
-    check_shapes("neural_ndcg_loss", scores, labels=labels, where=where)
-    return _neural_ndcg(scores, labels, where=where, topn=topn, temperature=temperature, gain_fn=gain_fn,
-                        discount_fn=discount_fn, sinkhorn_iterations=sinkhorn_iterations, sinkhorn_tol=sinkhorn_tol,
-                        reduce_fn=reduce_fn, transposed=False)
+    return _neural_ndcg("neural_ndcg_loss", scores, labels, where=where, topn=topn, temperature=temperature,
+                        gain_fn=gain_fn, discount_fn=discount_fn, sinkhorn_iterations=sinkhorn_iterations,
+                        sinkhorn_tol=sinkhorn_tol, reduce_fn=reduce_fn, transposed=False)
 
 
 def neural_ndcg_transposed_loss(scores: Array, labels: Array, *, where: Optional[Array] = None,
@@ -440,10 +363,9 @@ def neural_ndcg_transposed_loss(scores: Array, labels: Array, *, where: Optional
     the paper. allRank's ``neuralNDCG_transposed`` normalizes by the
     IDCG with ``2^y - 1`` gains even when ``powered_relevancies=False``; we use ``gain_fn`` for both.
     """
-    check_shapes("neural_ndcg_transposed_loss", scores, labels=labels, where=where)
-    return _neural_ndcg(scores, labels, where=where, topn=topn, temperature=temperature, gain_fn=gain_fn,
-                        discount_fn=discount_fn, sinkhorn_iterations=sinkhorn_iterations, sinkhorn_tol=sinkhorn_tol,
-                        reduce_fn=reduce_fn, transposed=True)
+    return _neural_ndcg("neural_ndcg_transposed_loss", scores, labels, where=where, topn=topn, temperature=temperature,
+                        gain_fn=gain_fn, discount_fn=discount_fn, sinkhorn_iterations=sinkhorn_iterations,
+                        sinkhorn_tol=sinkhorn_tol, reduce_fn=reduce_fn, transposed=True)
 
 
 for _fn in (neural_ndcg_loss, neural_ndcg_transposed_loss):

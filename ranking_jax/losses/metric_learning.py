@@ -18,7 +18,7 @@ from typing import Callable, Optional
 import jax
 import jax.numpy as jnp
 
-from ranking_jax.losses._utils import as_mask, masked_logsumexp, pairs, safe_reduce, sanitize
+from ranking_jax.losses._utils import as_mask, masked_logsumexp, pair_mask, pairs, restrict, safe_reduce, sanitize
 
 Array = jax.Array
 ReduceFn = Optional[Callable[..., Array]]
@@ -48,7 +48,7 @@ def _prepare(fn: str, embeddings: Array, labels: Array, where: Optional[Array], 
         m = jnp.where(positive, jnp.sqrt(jnp.where(positive, d2, 1.0)), 0.0)  # sqrt has no gradient at 0
     n = labels.shape[-1]
     not_self = ~jnp.eye(n, dtype=bool)
-    valid = not_self if where is None else not_self & pairs(where, jnp.logical_and)
+    valid = restrict(not_self, pair_mask(where))
     same = pairs(labels, jnp.equal)
     return where, m, valid & same, valid & ~same
 

@@ -3,6 +3,12 @@
 Pairs ``(i, j)`` are formed within each list (and segment); a pair touching a masked item is dropped. Unreduced
 output is ``[..., n * n]`` (pair ``(i, j)`` at ``i * n + j``, as Rax); ``jnp.mean`` averages over the valid pairs
 of the whole batch (so lists weigh by their number of valid pairs, as in Rax).
+
+Shared arguments: ``scores``, ``labels`` ``[..., n]``; ``where`` optional ``[..., n]`` bool mask of valid items
+(masked items may hold inf/NaN); ``segments`` optional ``[..., n]`` segment ids (only same-segment pairs count);
+``weights`` optional ``[..., n]`` item weights, pair ``(i, j)`` weighted by ``weights[i]``; ``lambdaweight_fn``
+optional ``LambdaweightFn`` (e.g. :func:`dcg_lambdaweight`) scaling each pair; ``reduce_fn`` ``jnp.mean`` (over
+valid pairs), ``jnp.sum`` or ``None`` (``[..., n * n]``).
 """
 
 from __future__ import annotations
@@ -14,18 +20,14 @@ from typing import Callable, Optional
 import jax
 import jax.numpy as jnp
 
-from ranking_jax.losses._utils import (Array, LambdaweightFn, ReduceFn, as_mask, check_shapes, default_discount_fn,
-                                       default_gain_fn, ideal_dcg, list_mask, masked_logsumexp, pair_mask, pairs,
-                                       ranks, safe_reduce, sanitize, segment_sum)
+from ranking_jax.losses._utils import (Array, LambdaweightFn, ReduceFn, default_discount_fn, default_gain_fn,
+                                       flatten_pairs, list_sum, masked_logsumexp, normalize_by_ideal_dcg, pair_mask,
+                                       pairs, prepare, ranks, reduce_lists, restrict, safe_reduce, sanitize)
 
 __all__ = ["pairwise_loss", "pairwise_hinge_loss", "pairwise_logistic_loss", "pairwise_mse_loss",
            "pairwise_qr_loss", "pairwise_soft_zero_one_loss", "ranknet_loss", "lambdaloss", "ranklist_loss"]
 
 LAMBDALOSS_SCHEMES = ("rank_net", "ndcg_loss1", "ndcg_loss2", "lambda_rank", "ndcg_loss2pp")
-
-
-def _flatten_pairs(a: Array) -> Array:
-    return jnp.reshape(a, a.shape[:-2] + (a.shape[-2] * a.shape[-1],))
 
 
 def _softplus(x: Array) -> Array:
@@ -40,104 +42,70 @@ def pairwise_loss(scores: Array, labels: Array, *, pair_loss_fn: Callable[[Array
     r"""Generic pairwise loss :math:`\sum_{(i,j)\ \mathrm{valid}} w_i \lambda_{ij}\, \ell(s_i - s_j, y_i - y_j)`.
 
     Args:
-      scores: ``[..., n]`` scores.
-      labels: ``[..., n]`` relevance labels.
       pair_loss_fn: maps ``(scores_diff, labels_diff)`` (``[..., n, n]``, entry ``(i, j)`` = ``a_i - a_j``) to
         ``(pair_losses, valid_pairs)``.
-      lambdaweight_fn: optional ``LambdaweightFn`` returning ``[..., n * n]`` pair weights.
-      where: optional ``[..., n]`` bool mask of valid items (masked items may hold inf/NaN).
-      segments: optional ``[..., n]`` segment ids; only same-segment pairs count.
-      weights: optional ``[..., n]`` item weights; pair ``(i, j)`` is weighted by ``weights[i]``.
-      reduce_fn: ``jnp.mean`` (over valid pairs), ``jnp.sum`` or ``None`` (``[..., n * n]``).
-
-    Returns:
-      The loss.
     """
-    check_shapes("pairwise_loss", scores, labels=labels, where=where, segments=segments, weights=weights)
-    where = as_mask(where)
-    scores, labels, weights = (sanitize(a, where) for a in (scores, labels, weights))
+    return _pairwise("pairwise_loss", scores, labels, pair_loss_fn, lambdaweight_fn=lambdaweight_fn, where=where,
+                     segments=segments, weights=weights, reduce_fn=reduce_fn)
+
+
+def _pairwise(fn, scores, labels, pair_loss_fn, *, lambdaweight_fn, where, segments, weights, reduce_fn):
+    """:func:`pairwise_loss`, with shape errors naming ``fn``."""
+    scores, labels, weights, where = prepare(fn, scores, labels, where=where, segments=segments, weights=weights)
     pair_losses, valid_pairs = pair_loss_fn(pairs(scores, operator.sub), pairs(labels, operator.sub))
     pair_losses = jnp.broadcast_to(pair_losses, scores.shape + scores.shape[-1:])
-    mask = pair_mask(where, segments)
-    if mask is not None:
-        valid_pairs = valid_pairs & mask
+    valid_pairs = restrict(valid_pairs, pair_mask(where, segments))
     if weights is not None:
         pair_losses = pair_losses * jnp.expand_dims(weights, -1)
     if lambdaweight_fn is not None:
         lambdaweights = lambdaweight_fn(scores, labels, where=where, segments=segments, weights=weights)
         pair_losses = pair_losses * jnp.reshape(lambdaweights, pair_losses.shape)
-    return safe_reduce(_flatten_pairs(pair_losses), where=_flatten_pairs(jnp.broadcast_to(valid_pairs,
-                                                                                           pair_losses.shape)),
+    return safe_reduce(flatten_pairs(pair_losses), where=flatten_pairs(jnp.broadcast_to(valid_pairs,
+                                                                                         pair_losses.shape)),
                        reduce_fn=reduce_fn)
 
 
-_PAIRWISE_ARGS = """
-    Args:
-      scores: ``[..., n]`` scores.
-      labels: ``[..., n]`` relevance labels.
-      where: optional ``[..., n]`` bool mask of valid items (masked items may hold inf/NaN).
-      segments: optional ``[..., n]`` segment ids; only same-segment pairs count.
-      weights: optional ``[..., n]`` item weights; pair ``(i, j)`` is weighted by ``weights[i]``.
-      lambdaweight_fn: optional ``LambdaweightFn`` (e.g. :func:`dcg_lambdaweight`) scaling each pair.
-      reduce_fn: ``jnp.mean`` (over valid pairs), ``jnp.sum`` or ``None`` (``[..., n * n]``).
-
-    Returns:
-      The loss.
-"""
-
-
-def _with_args(fn):
-    if fn.__doc__:  # None under python -OO
-        fn.__doc__ = fn.__doc__.rstrip() + "\n" + _PAIRWISE_ARGS
-    return fn
-
-
-@_with_args
 def pairwise_hinge_loss(scores: Array, labels: Array, *, where: Optional[Array] = None,
                         segments: Optional[Array] = None, weights: Optional[Array] = None,
                         lambdaweight_fn: Optional[LambdaweightFn] = None,
                         reduce_fn: Optional[ReduceFn] = jnp.mean) -> Array:
     r"""Pairwise hinge loss :math:`\sum_{y_i > y_j} \max(0, 1 - (s_i - s_j))` (RankSVM, Joachims 2002)."""
-    check_shapes("pairwise_hinge_loss", scores, labels=labels, where=where, segments=segments, weights=weights)
-    return pairwise_loss(scores, labels, pair_loss_fn=lambda ds, dy: (jax.nn.relu(1.0 - ds), dy > 0), where=where,
-                         segments=segments, weights=weights, lambdaweight_fn=lambdaweight_fn, reduce_fn=reduce_fn)
+    return _pairwise("pairwise_hinge_loss", scores, labels, lambda ds, dy: (jax.nn.relu(1.0 - ds), dy > 0),
+                     where=where, segments=segments, weights=weights,
+                     lambdaweight_fn=lambdaweight_fn, reduce_fn=reduce_fn)
 
 
-@_with_args
 def pairwise_logistic_loss(scores: Array, labels: Array, *, where: Optional[Array] = None,
                            segments: Optional[Array] = None, weights: Optional[Array] = None,
                            lambdaweight_fn: Optional[LambdaweightFn] = None,
                            reduce_fn: Optional[ReduceFn] = jnp.mean) -> Array:
     r"""Pairwise logistic loss :math:`\sum_{y_i > y_j} \log(1 + e^{-(s_i - s_j)})` (RankNet, Burges et al. 2005,
     "Learning to rank using gradient descent")."""
-    check_shapes("pairwise_logistic_loss", scores, labels=labels, where=where, segments=segments, weights=weights)
-    return pairwise_loss(scores, labels, pair_loss_fn=lambda ds, dy: (_softplus(-ds), dy > 0), where=where,
-                         segments=segments, weights=weights, lambdaweight_fn=lambdaweight_fn, reduce_fn=reduce_fn)
+    return _pairwise("pairwise_logistic_loss", scores, labels, lambda ds, dy: (_softplus(-ds), dy > 0),
+                     where=where, segments=segments, weights=weights,
+                     lambdaweight_fn=lambdaweight_fn, reduce_fn=reduce_fn)
 
 
-@_with_args
 def pairwise_soft_zero_one_loss(scores: Array, labels: Array, *, where: Optional[Array] = None,
                                 segments: Optional[Array] = None, weights: Optional[Array] = None,
                                 lambdaweight_fn: Optional[LambdaweightFn] = None,
                                 reduce_fn: Optional[ReduceFn] = jnp.mean) -> Array:
     r"""Pairwise soft zero-one loss :math:`\sum_{y_i > y_j} \sigma(-(s_i - s_j))`."""
-    check_shapes("pairwise_soft_zero_one_loss", scores, labels=labels, where=where, segments=segments, weights=weights)
-    return pairwise_loss(scores, labels, pair_loss_fn=lambda ds, dy: (jax.nn.sigmoid(-ds), dy > 0), where=where,
-                         segments=segments, weights=weights, lambdaweight_fn=lambdaweight_fn, reduce_fn=reduce_fn)
+    return _pairwise("pairwise_soft_zero_one_loss", scores, labels, lambda ds, dy: (jax.nn.sigmoid(-ds), dy > 0),
+                     where=where, segments=segments, weights=weights,
+                     lambdaweight_fn=lambdaweight_fn, reduce_fn=reduce_fn)
 
 
-@_with_args
 def pairwise_mse_loss(scores: Array, labels: Array, *, where: Optional[Array] = None,
                       segments: Optional[Array] = None, weights: Optional[Array] = None,
                       lambdaweight_fn: Optional[LambdaweightFn] = None,
                       reduce_fn: Optional[ReduceFn] = jnp.mean) -> Array:
     r"""Pairwise squared error :math:`\sum_{i,j} ((y_i - y_j) - (s_i - s_j))^2` over *all* valid pairs
     (equal labels and ``i = j`` included, as Rax)."""
-    check_shapes("pairwise_mse_loss", scores, labels=labels, where=where, segments=segments, weights=weights)
-    return pairwise_loss(scores, labels,
-                         pair_loss_fn=lambda ds, dy: (jnp.square(ds - dy), jnp.ones(ds.shape, dtype=bool)),
-                         where=where, segments=segments, weights=weights, lambdaweight_fn=lambdaweight_fn,
-                         reduce_fn=reduce_fn)
+    return _pairwise("pairwise_mse_loss", scores, labels,
+                     lambda ds, dy: (jnp.square(ds - dy), jnp.ones(ds.shape, dtype=bool)),
+                     where=where, segments=segments, weights=weights,
+                     lambdaweight_fn=lambdaweight_fn, reduce_fn=reduce_fn)
 
 
 def pairwise_qr_loss(scores: Array, labels: Array, *, where: Optional[Array] = None,
@@ -153,20 +121,9 @@ def pairwise_qr_loss(scores: Array, labels: Array, *, where: Optional[Array] = N
     (each hinge squared if ``squared``); ``tau`` in ``(0, 1]`` is the quantile (0.5: median regression).
 
     Args:
-      scores: ``[..., n]`` scores.
-      labels: ``[..., n]`` relevance labels.
-      where: optional ``[..., n]`` bool mask of valid items (masked items may hold inf/NaN).
-      segments: optional ``[..., n]`` segment ids; only same-segment pairs count.
-      weights: optional ``[..., n]`` item weights; pair ``(i, j)`` is weighted by ``weights[i]``.
       tau: the quantile, in ``(0, 1]``.
       squared: square each hinge.
-      lambdaweight_fn: optional ``LambdaweightFn`` scaling each pair.
-      reduce_fn: ``jnp.mean`` (over valid pairs), ``jnp.sum`` or ``None`` (``[..., n * n]``).
-
-    Returns:
-      The loss.
     """
-    check_shapes("pairwise_qr_loss", scores, labels=labels, where=where, segments=segments, weights=weights)
     if not 0.0 < tau <= 1.0:
         raise ValueError(f"pairwise_qr_loss: tau must be in (0, 1], got tau={tau}")
 
@@ -176,8 +133,8 @@ def pairwise_qr_loss(scores: Array, labels: Array, *, where: Optional[Array] = N
             under, over = jnp.square(under), jnp.square(over)
         return tau * under + (1.0 - tau) * over, dy > 0
 
-    return pairwise_loss(scores, labels, pair_loss_fn=qr, where=where, segments=segments, weights=weights,
-                         lambdaweight_fn=lambdaweight_fn, reduce_fn=reduce_fn)
+    return _pairwise("pairwise_qr_loss", scores, labels, qr, where=where, segments=segments, weights=weights,
+                     lambdaweight_fn=lambdaweight_fn, reduce_fn=reduce_fn)
 
 
 def ranknet_loss(scores: Array, labels: Array, *, sigma: float = 1.0, where: Optional[Array] = None,
@@ -195,21 +152,11 @@ def ranknet_loss(scores: Array, labels: Array, *, sigma: float = 1.0, where: Opt
     ``weight_by_diff=True`` variant.
 
     Args:
-      scores: ``[..., n]`` scores.
-      labels: ``[..., n]`` relevance labels.
       sigma: the score-difference scale :math:`\sigma_0`.
-      where: optional ``[..., n]`` bool mask of valid items (masked items may hold inf/NaN).
-      segments: optional ``[..., n]`` segment ids; only same-segment pairs count.
-      weights: optional ``[..., n]`` item weights; pair ``(i, j)`` is weighted by ``weights[i]``.
-      lambdaweight_fn: optional ``LambdaweightFn`` scaling each pair.
-      reduce_fn: ``jnp.mean`` (over valid pairs), ``jnp.sum`` or ``None`` (``[..., n * n]``).
-
-    Returns:
-      The loss.
     """
-    check_shapes("ranknet_loss", scores, labels=labels, where=where, segments=segments, weights=weights)
-    return pairwise_loss(scores, labels, pair_loss_fn=lambda ds, dy: (_softplus(-sigma * ds), dy > 0), where=where,
-                         segments=segments, weights=weights, lambdaweight_fn=lambdaweight_fn, reduce_fn=reduce_fn)
+    return _pairwise("ranknet_loss", scores, labels, lambda ds, dy: (_softplus(-sigma * ds), dy > 0),
+                     where=where, segments=segments, weights=weights,
+                     lambdaweight_fn=lambdaweight_fn, reduce_fn=reduce_fn)
 
 
 def lambdaloss(scores: Array, labels: Array, *, where: Optional[Array] = None, segments: Optional[Array] = None,
@@ -241,11 +188,7 @@ def lambdaloss(scores: Array, labels: Array, *, where: Optional[Array] = None, s
     ``reduce_fn=jnp.sum`` is allRank's default ``reduction="sum"``, ``jnp.mean`` its ``"mean"``.
 
     Args:
-      scores: ``[..., n]`` scores.
-      labels: ``[..., n]`` relevance labels.
-      where: optional ``[..., n]`` bool mask of valid items (masked items may hold inf/NaN).
       segments: optional ``[..., n]`` segment ids; ranks, IDCG and pairs are per segment.
-      weights: optional ``[..., n]`` item weights; pair ``(i, j)`` is weighted by ``weights[i]``.
       weighting_scheme: one of ``rank_net``, ``ndcg_loss1``, ``ndcg_loss2``, ``lambda_rank``, ``ndcg_loss2pp``.
       topn: optional rank cutoff ``k``.
       sigma: score-difference scale :math:`\sigma_0`.
@@ -253,22 +196,16 @@ def lambdaloss(scores: Array, labels: Array, *, where: Optional[Array] = None, s
       log_base: base ``b`` of the logarithm (allRank ``reduction_log``: 2 = "binary", ``math.e`` = "natural").
       gain_fn: maps labels to gains (default ``2^y - 1``).
       discount_fn: maps 1-based ranks to discounts (default ``1 / log2(r + 1)``).
-      reduce_fn: ``jnp.mean`` (over valid pairs), ``jnp.sum`` or ``None`` (``[..., n * n]``).
-
-    Returns:
-      The loss.
     """
-    check_shapes("lambdaloss", scores, labels=labels, where=where, segments=segments, weights=weights)
     if weighting_scheme not in LAMBDALOSS_SCHEMES:
         raise ValueError(f"lambdaloss: weighting_scheme={weighting_scheme!r} is unknown; use one of "
                          f"{', '.join(LAMBDALOSS_SCHEMES)}")
-    where = as_mask(where)
-    scores, labels, weights = (sanitize(a, where) for a in (scores, labels, weights))
+    scores, labels, weights, where = prepare("lambdaloss", scores, labels, where=where, segments=segments,
+                                             weights=weights)
     r = ranks(scores, where=where, segments=segments).astype(scores.dtype)
     gains = gain_fn(labels)
-    idcg = ideal_dcg(gains, where=where, segments=segments, topn=topn, discount_fn=discount_fn)
-    idcg = jnp.where(idcg == 0.0, 1.0, idcg)
-    g = sanitize(gains / (idcg if segments is not None else jnp.expand_dims(idcg, -1)), where)
+    g = sanitize(normalize_by_ideal_dcg(gains, where=where, segments=segments, topn=topn, discount_fn=discount_fn),
+                 where)
     d = discount_fn(r)
 
     def ndcg_loss2():
@@ -299,12 +236,10 @@ def lambdaloss(scores: Array, labels: Array, *, where: Optional[Array] = None, s
     valid = jnp.ones(pair_losses.shape, dtype=bool)
     if weighting_scheme != "ndcg_loss1":
         valid = pairs(labels, operator.gt)
-    mask = pair_mask(where, segments)
-    if mask is not None:
-        valid = valid & mask
+    valid = restrict(valid, pair_mask(where, segments))
     if topn is not None:
         valid = valid & pairs(r <= topn, operator.and_)
-    return safe_reduce(_flatten_pairs(pair_losses), where=_flatten_pairs(valid), reduce_fn=reduce_fn)
+    return safe_reduce(flatten_pairs(pair_losses), where=flatten_pairs(valid), reduce_fn=reduce_fn)
 
 
 def ranklist_loss(scores: Array, labels: Array, *, max_skip: Optional[int] = None, temperature: float = 1.0,
@@ -333,40 +268,28 @@ def ranklist_loss(scores: Array, labels: Array, *, max_skip: Optional[int] = Non
     positions) with :math:`\tau = 1` and untied labels equals ListMLE.
 
     Args:
-      scores: ``[..., n]`` scores.
       labels: ``[..., n]`` relevance labels (higher = preferred).
       max_skip: ``J``, the largest position gap compared (``None``: the whole list).
       temperature: :math:`\tau` of the log-sum-exp (``-> 0``: hard max).
       key: optional PRNG key to break label ties at random when sorting.
-      where: optional ``[..., n]`` bool mask of valid items (masked items may hold inf/NaN).
       segments: optional ``[..., n]`` segment ids; each segment is a list.
       weights: optional ``[..., n]`` item weights :math:`w_i`.
       reduce_fn: ``jnp.mean`` (over lists), ``jnp.sum`` or ``None`` (``[...]``; ``[..., n]`` with segments).
-
-    Returns:
-      The loss.
     """
-    check_shapes("ranklist_loss", scores, labels=labels, where=where, segments=segments, weights=weights)
     if max_skip is not None and max_skip < 1:
         raise ValueError(f"ranklist_loss: max_skip must be >= 1 or None, got {max_skip}")
-    where = as_mask(where)
-    scores, labels, weights = (sanitize(a, where) for a in (scores, labels, weights))
+    scores, labels, weights, where = prepare("ranklist_loss", scores, labels, where=where, segments=segments,
+                                             weights=weights)
     p = ranks(labels, where=where, segments=segments, key=key)
     gap = pairs(p, lambda p_i, p_j: p_j - p_i)
     compete = (gap > 0) & pairs(labels, operator.gt)
     if max_skip is not None:
         compete = compete & (gap <= max_skip)
-    mask = pair_mask(where, segments)
-    if mask is not None:
-        compete = compete & mask
+    compete = restrict(compete, pair_mask(where, segments))
     has_competitor = jnp.any(compete, axis=-1)
     lse = temperature * masked_logsumexp(jnp.broadcast_to(jnp.expand_dims(scores, -2), compete.shape) / temperature,
                                          compete)
     item_losses = sanitize(_softplus(sanitize(lse - scores, has_competitor)), has_competitor)
     if weights is not None:
         item_losses = item_losses * weights
-    if segments is None:
-        loss = jnp.sum(item_losses, axis=-1)
-    else:
-        loss = segment_sum(item_losses, segments, where=where)
-    return safe_reduce(loss, where=list_mask(where, segments), reduce_fn=reduce_fn)
+    return reduce_lists(list_sum(item_losses, where, segments), where, segments, reduce_fn)

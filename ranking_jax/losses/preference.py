@@ -19,7 +19,8 @@ from typing import Callable, Optional
 import jax
 import jax.numpy as jnp
 
-from ranking_jax.losses._utils import as_mask, masked_logsumexp, pairs, safe_reduce, sanitize
+from ranking_jax.losses._utils import (apply_weights, as_mask, masked_logsumexp, pair_mask, pairs, restrict,
+                                       safe_reduce, sanitize)
 
 Array = jax.Array
 ReduceFn = Optional[Callable[..., Array]]
@@ -35,9 +36,7 @@ def _margin(policy_chosen_logps, policy_rejected_logps, reference_chosen_logps, 
 
 
 def _finish(losses: Array, where: Optional[Array], weights: Optional[Array], reduce_fn: ReduceFn) -> Array:
-    if weights is not None:
-        losses = losses * sanitize(jnp.broadcast_to(jnp.asarray(weights, losses.dtype), losses.shape), where)
-    return safe_reduce(losses, where=where, reduce_fn=reduce_fn)
+    return safe_reduce(apply_weights(losses, weights, where), where=where, reduce_fn=reduce_fn)
 
 
 def _check_smoothing(fn: str, label_smoothing) -> None:
@@ -214,8 +213,7 @@ def irpo_loss(policy_logps: Array, reference_logps: Array, labels: Array, *, ran
     gain = jnp.power(2.0, y) - 1.0
     w = {"dcg": gain / jnp.log2(1.0 + k), "log_discount": 1.0 / jnp.log2(1.0 + k),
          "rank_discount": gain / k}[weighting]
-    if weights is not None:
-        w = w * sanitize(jnp.asarray(weights, r.dtype), where)
+    w = apply_weights(w, weights, where)
     others = pairs(valid, jnp.logical_and) & ~jnp.eye(valid.shape[-1], dtype=bool)
     n = jnp.sum(valid, axis=-1).astype(r.dtype)
     lse = masked_logsumexp(beta * pairs(r, lambda r_i, r_j: r_j - r_i), others, axis=-1)
@@ -278,9 +276,7 @@ def soft_bradley_terry_loss(scores: Array, pair_labels: Array, *, confidence: fl
     where = as_mask(where)
     s = sanitize(scores, where)
     n = s.shape[-1]
-    mask = ~jnp.eye(n, dtype=bool)
-    if where is not None:
-        mask = mask & pairs(where, jnp.logical_and)
+    mask = restrict(~jnp.eye(n, dtype=bool), pair_mask(where))
     if pair_where is not None:
         mask = mask & as_mask(pair_where)
     p = jnp.clip(sanitize(jax.lax.stop_gradient(pair_labels), mask, fill=0.5), 0.0, 1.0)

@@ -19,7 +19,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ranking_jax.losses._utils import Array, approx_cutoff, approx_ranks, sanitize, softmax
+from ranking_jax.losses._utils import (Array, approx_cutoff, approx_ranks, as_mask, restrict, same_segment_mask,
+                                       sanitize, softmax)
 
 __all__ = ["approx_t12n", "bound_t12n", "gumbel_t12n", "segment_t12n"]
 
@@ -160,9 +161,7 @@ def gumbel_t12n(loss_or_metric_fn: Callable[..., Array], *, samples: int = 8, be
         kwargs = {name: repeat(arg) if _is_array(arg) else arg for name, arg in kwargs.items()}
         if _accepts(loss_or_metric_fn, key=key):
             key, kwargs["key"] = jax.random.split(key)
-        where = kwargs.get("where")
-        if where is not None:
-            where = jnp.asarray(where).astype(bool)
+        where = as_mask(kwargs.get("where"))
         # Masked scores may be inf/NaN: replace them before adding noise so no NaN reaches any gradient.
         gumbel_scores = sanitize(scores, where) + beta * jax.random.gumbel(key, shape=scores.shape,
                                                                           dtype=jnp.result_type(scores, jnp.float32))
@@ -197,11 +196,9 @@ def segment_t12n(loss_or_metric_fn: Callable[..., Array]) -> Callable[..., Array
         if segments is not None:
             scores, labels = expand(scores), expand(labels)
             kwargs = {name: expand(arg) if _is_array(arg) and name != "key" else arg for name, arg in kwargs.items()}
-            mask = jnp.expand_dims(segments, -1) == jnp.expand_dims(segments, -2)
+            mask = same_segment_mask(segments)
             mask &= jnp.cumsum(mask, axis=-2) == 1  # keep each segment once (its first row)
-            if kwargs.get("where") is not None:
-                mask &= jnp.asarray(kwargs["where"]).astype(bool)
-            kwargs["where"] = mask
+            kwargs["where"] = restrict(mask, as_mask(kwargs.get("where")))
         return loss_or_metric_fn(scores, labels, **kwargs)
 
     return _with_kwargs(loss_or_metric_fn, segmented_fn, "segments")

@@ -45,10 +45,8 @@ def kendall_tau(scores: Array, labels: Array, *, where: Optional[Array] = None,
     def sign(a):
         return pairs(a, operator.gt).astype(jnp.int32) - pairs(a, operator.lt).astype(jnp.int32)
 
-    sign_s, sign_y = sign(scores), sign(labels)
     valid = pair_mask(where)
-    if valid is not None:
-        sign_s, sign_y = jnp.where(valid, sign_s, 0), jnp.where(valid, sign_y, 0)
+    sign_s, sign_y = sanitize(sign(scores), valid), sanitize(sign(labels), valid)
     # Ordered pairs count every unordered pair twice, in the numerator and in both factors alike.
     numerator = jnp.sum(sign_s * sign_y, axis=(-2, -1)).astype(jnp.float32)
     untied_s = jnp.sum(sign_s != 0, axis=(-2, -1)).astype(jnp.float32)

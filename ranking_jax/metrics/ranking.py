@@ -37,17 +37,19 @@ import jax
 import jax.numpy as jnp
 
 from ranking_jax.losses._utils import (
+    apply_weights,
     cutoff,
     default_discount_fn,
     default_gain_fn,
     list_mask,
+    list_sum,
     pair_mask,
     pairs,
     ranks,
+    restrict,
     safe_reduce,
     sanitize,
     segment_max,
-    segment_sum,
     sort_by,
 )
 
@@ -98,7 +100,7 @@ class _View(NamedTuple):
 
     def total(self, x: Array) -> Array:
         """Per-list (or per-segment, on every item) sum over valid items."""
-        return _list_sum(x, self.where, self.segments)
+        return list_sum(x, self.where, self.segments)
 
     def maximum(self, x: Array) -> Array:
         """Per-list (or per-segment) maximum over valid items, at least 0."""
@@ -110,17 +112,8 @@ class _View(NamedTuple):
         """``sum_j x_j [rank_j <= rank_i]`` for every item ``i`` (same segment)."""
         if self.ranked:
             return jnp.cumsum(x, axis=-1)
-        above = pairs(self.ranks, operator.ge)  # [i, j]: rank_i >= rank_j
-        mask = pair_mask(None, self.segments)
-        if mask is not None:
-            above = above & mask
+        above = restrict(pairs(self.ranks, operator.ge), pair_mask(None, self.segments))  # [i, j]: r_i >= r_j
         return jnp.sum(jnp.where(above, jnp.expand_dims(x, -2), 0.0), axis=-1)
-
-
-def _list_sum(x: Array, where: Optional[Array], segments: Optional[Array]) -> Array:
-    if segments is not None:
-        return segment_sum(x, segments, where=where)
-    return jnp.sum(sanitize(x, where), axis=-1)
 
 
 def _view(scores: Array, payloads: Sequence[Array], *, where: Optional[Array], segments: Optional[Array],
@@ -173,12 +166,32 @@ def _relevant(labels: Array, where: Optional[Array], rel_threshold: float) -> Ar
     return relevant.astype(jnp.float32)
 
 
+def _binary_view(scores: Array, labels: Array, *, where, segments, key, topn: TopN, rank_fn, cutoff_fn,
+                 rel_threshold: float, ordered: bool = True):
+    """Shared start of the binary metrics: ``(view, relevant, where, topns, several)``, the view's one payload
+    being ``relevant`` (valid items with ``label >= rel_threshold``, as 0/1)."""
+    scores, labels, where = _prepare(scores, labels, where)
+    topns, several = _cutoffs(topn)
+    relevant = _relevant(labels, where, rel_threshold)
+    view = _view(scores, (relevant,), where=where, segments=segments, key=key, topns=topns, rank_fn=rank_fn,
+                 cutoff_fn=cutoff_fn, ordered=ordered)
+    return view, relevant, where, topns, several
+
+
+def _per_relevant(view: _View, x: Array, relevant: Array, where, segments, no_relevant) -> list[Array]:
+    """Per cut-off, ``sum_i x_i [i within the cut-off]`` over the number of valid relevant items (retrieved or
+    not); ``no_relevant`` for a list without any."""
+    n_relevant = list_sum(relevant, where, segments)
+    safe_n = jnp.where(n_relevant == 0, 1.0, n_relevant)
+    return [jnp.where(n_relevant == 0, no_relevant, view.total(x * c) / safe_n) for c in view.cutoffs]
+
+
 def _no_relevant(values: Array, relevant: Array, where, segments, no_relevant) -> Array:
     """``values`` with ``no_relevant`` for lists without relevant items (skipped when it is Rax's 0, which the
     formulas already give)."""
     if isinstance(no_relevant, (int, float)) and no_relevant == 0:
         return values
-    return jnp.where(_list_sum(relevant, where, segments) > 0, values, no_relevant)
+    return jnp.where(list_sum(relevant, where, segments) > 0, values, no_relevant)
 
 
 def _reduce(values: Sequence[Array], *, several: bool, where: Optional[Array], segments: Optional[Array],
@@ -226,11 +239,9 @@ def mrr_metric(scores: Array, labels: Array, *, where: Optional[Array] = None, s
     Returns:
       The reduced metric, or per-list values ``[...]`` (``[..., list_size]`` with segments) if ``reduce_fn=None``.
     """
-    scores, labels, where = _prepare(scores, labels, where)
-    topns, several = _cutoffs(topn)
-    relevant = _relevant(labels, where, rel_threshold)
-    view = _view(scores, (relevant,), where=where, segments=segments, key=key, topns=topns, rank_fn=rank_fn,
-                 cutoff_fn=cutoff_fn)
+    view, relevant, where, topns, several = _binary_view(scores, labels, where=where, segments=segments, key=key,
+                                                         topn=topn, rank_fn=rank_fn, cutoff_fn=cutoff_fn,
+                                                         rel_threshold=rel_threshold)
     (rel,) = view.payloads
     r = view.ranks.astype(jnp.float32)
     reciprocal = jnp.where(r == 0, 0.0, 1.0 / jnp.where(r == 0, 1.0, r))
@@ -250,15 +261,11 @@ def recall_metric(scores: Array, labels: Array, *, where: Optional[Array] = None
     The denominator counts every valid relevant item, retrieved or not (score ``-inf``). Arguments as in
     :func:`mrr_metric`; ``no_relevant`` is the value of a list without relevant items.
     """
-    scores, labels, where = _prepare(scores, labels, where)
-    topns, several = _cutoffs(topn)
-    relevant = _relevant(labels, where, rel_threshold)
-    view = _view(scores, (relevant,), where=where, segments=segments, key=key, topns=topns, rank_fn=rank_fn,
-                 cutoff_fn=cutoff_fn, ordered=False)
+    view, relevant, where, topns, several = _binary_view(scores, labels, where=where, segments=segments, key=key,
+                                                         topn=topn, rank_fn=rank_fn, cutoff_fn=cutoff_fn,
+                                                         rel_threshold=rel_threshold, ordered=False)
     (rel,) = view.payloads
-    n_relevant = _list_sum(relevant, where, segments)
-    safe_n = jnp.where(n_relevant == 0, 1.0, n_relevant)
-    values = [jnp.where(n_relevant == 0, no_relevant, view.total(rel * c) / safe_n) for c in view.cutoffs]
+    values = _per_relevant(view, rel, relevant, where, segments, no_relevant)
     return _reduce(values, several=several, where=where, segments=segments, reduce_fn=reduce_fn)
 
 
@@ -275,13 +282,11 @@ def precision_metric(scores: Array, labels: Array, *, where: Optional[Array] = N
     """
     if denominator not in ("retrieved", "topn"):
         raise ValueError(f"precision_metric: denominator must be 'retrieved' or 'topn', got {denominator!r}")
-    scores, labels, where = _prepare(scores, labels, where)
-    topns, several = _cutoffs(topn)
+    view, relevant, where, topns, several = _binary_view(scores, labels, where=where, segments=segments, key=key,
+                                                         topn=topn, rank_fn=rank_fn, cutoff_fn=cutoff_fn,
+                                                         rel_threshold=rel_threshold, ordered=False)
     if denominator == "topn" and (None in topns or 0 in topns):
         raise ValueError(f"precision_metric(denominator='topn') needs cut-offs >= 1, got topn={topn!r}")
-    relevant = _relevant(labels, where, rel_threshold)
-    view = _view(scores, (relevant,), where=where, segments=segments, key=key, topns=topns, rank_fn=rank_fn,
-                 cutoff_fn=cutoff_fn, ordered=False)
     (rel,) = view.payloads
     values = []
     for n, c in zip(topns, view.cutoffs):
@@ -303,17 +308,12 @@ def ap_metric(scores: Array, labels: Array, *, where: Optional[Array] = None, se
 
     Arguments as in :func:`mrr_metric`.
     """
-    scores, labels, where = _prepare(scores, labels, where)
-    topns, several = _cutoffs(topn)
-    relevant = _relevant(labels, where, rel_threshold)
-    view = _view(scores, (relevant,), where=where, segments=segments, key=key, topns=topns, rank_fn=rank_fn,
-                 cutoff_fn=cutoff_fn)
+    view, relevant, where, topns, several = _binary_view(scores, labels, where=where, segments=segments, key=key,
+                                                         topn=topn, rank_fn=rank_fn, cutoff_fn=cutoff_fn,
+                                                         rel_threshold=rel_threshold)
     (rel,) = view.payloads
     precision_at_rank = rel * view.count_at_or_above(rel) / view.ranks.astype(jnp.float32)
-    n_relevant = _list_sum(relevant, where, segments)
-    safe_n = jnp.where(n_relevant == 0, 1.0, n_relevant)
-    values = [jnp.where(n_relevant == 0, no_relevant, view.total(precision_at_rank * c) / safe_n)
-              for c in view.cutoffs]
+    values = _per_relevant(view, precision_at_rank, relevant, where, segments, no_relevant)
     return _reduce(values, several=several, where=where, segments=segments, reduce_fn=reduce_fn)
 
 
@@ -323,10 +323,7 @@ def ap_metric(scores: Array, labels: Array, *, where: Optional[Array] = None, se
 
 def _weighted_gains(labels: Array, weights: Optional[Array], where: Optional[Array],
                     gain_fn: Callable[[Array], Array]) -> Array:
-    gains = gain_fn(labels)
-    if weights is not None:
-        gains = gains * sanitize(jnp.broadcast_to(jnp.asarray(weights), labels.shape), where)
-    return sanitize(gains, where)
+    return sanitize(apply_weights(gain_fn(labels), weights, where), where)
 
 
 def _dcg(view: _View, discount_fn: Callable[[Array], Array]) -> list[Array]:
@@ -394,12 +391,9 @@ def opa_metric(scores: Array, labels: Array, *, where: Optional[Array] = None,
     label-ordered pair gets 0 (Rax).
     """
     scores, labels, where = _prepare(scores, labels, where)
-    ordered = pairs(labels, operator.gt)
-    if where is not None:
-        ordered &= pair_mask(where)
+    ordered = restrict(pairs(labels, operator.gt), pair_mask(where))
     correct = ordered & pairs(scores, operator.gt)
     n_pairs = jnp.sum(ordered, axis=(-2, -1), dtype=jnp.float32)
     values = jnp.sum(correct, axis=(-2, -1), dtype=jnp.float32) / jnp.where(n_pairs == 0, 1.0, n_pairs)
-    mask = None if where is None else jnp.any(where, axis=-1)
-    return safe_reduce(values, where=mask, reduce_fn=reduce_fn)
+    return safe_reduce(values, where=list_mask(where), reduce_fn=reduce_fn)
 

@@ -30,7 +30,7 @@ from __future__ import annotations
 import math
 import os
 import re
-from typing import Iterable, Mapping, NamedTuple, Optional, Sequence, Union
+from typing import Iterable, Iterator, Mapping, NamedTuple, Optional, Sequence, Union
 
 import jax
 import jax.numpy as jnp
@@ -53,32 +53,32 @@ _RUN_FORMAT = "'QUERY_ID Q0 DOC_ID RANK SCORE TAG' (6 whitespace-separated field
 # Files.
 
 
+def _by_query(records: Iterable[tuple[int, str, str, float]], path: PathLike, rule: str,
+              verb: str) -> dict[str, dict[str, float]]:
+    """``{query_id: {doc_id: value}}`` from ``(line, query_id, doc_id, value)`` records; a second record of the same
+    (query, document) raises ``ValueError`` naming ``file:line``."""
+    table: dict[str, dict[str, float]] = {}
+    first_line: dict[tuple[str, str], int] = {}
+    for lineno, qid, docno, value in records:
+        seen = first_line.setdefault((qid, docno), lineno)
+        if seen != lineno:
+            raise formats.DataFormatError(path, lineno, f"{rule}, but document {docno!r} of query {qid!r} was "
+                                          f"already {verb} at line {seen}")
+        table.setdefault(qid, {})[docno] = value
+    return table
+
+
 def read_qrels(path: PathLike) -> dict[str, dict[str, int]]:
     """Reads TREC (or BEIR) qrels into ``{query_id: {doc_id: relevance}}``.
 
     Parsing is :func:`ranking_jax.data.formats.read_qrels` (``.gz`` accepted); a malformed line, or a second
     judgment of the same (query, document), raises ``ValueError`` naming ``file:line``.
     """
-    qrels: dict[str, dict[str, int]] = {}
-    seen: dict[tuple[str, str], int] = {}
-    for lineno, qid, docno, relevance in formats.read_qrels(path):
-        if (qid, docno) in seen:
-            raise formats.DataFormatError(
-                path, lineno, f"one judgment per (query, document), but document {docno!r} of query {qid!r} was "
-                f"already judged at line {seen[qid, docno]}")
-        seen[qid, docno] = lineno
-        qrels.setdefault(qid, {})[docno] = relevance
-    return qrels
+    return _by_query(formats.read_qrels(path), path, "one judgment per (query, document)", "judged")
 
 
-def read_run(path: PathLike) -> dict[str, dict[str, float]]:
-    """Reads a TREC run file into ``{query_id: {doc_id: score}}`` (``.gz`` accepted).
-
-    A malformed line, a NaN score, or a document listed twice for one query raises ``ValueError`` naming
-    ``file:line``. The RANK column is not read: trec_eval ranks by score.
-    """
-    run: dict[str, dict[str, float]] = {}
-    seen: dict[tuple[str, str], int] = {}
+def _run_records(path: PathLike) -> Iterator[tuple[int, str, str, float]]:
+    """Yields ``(line, query_id, doc_id, score)`` of a TREC run; the RANK column is not read."""
     with formats.open_text(path) as f:
         for lineno, line in enumerate(f, start=1):
             fields = line.split()
@@ -91,13 +91,16 @@ def read_run(path: PathLike) -> dict[str, dict[str, float]]:
                 raise formats.DataFormatError(path, lineno, _RUN_FORMAT, line.rstrip()) from None
             if math.isnan(value):
                 raise formats.DataFormatError(path, lineno, "a numeric SCORE, not NaN", line.rstrip())
-            if (qid, docno) in seen:
-                raise formats.DataFormatError(
-                    path, lineno, f"each document at most once per query, but {docno!r} of query {qid!r} was "
-                    f"already listed at line {seen[qid, docno]}")
-            seen[qid, docno] = lineno
-            run.setdefault(qid, {})[docno] = value
-    return run
+            yield lineno, qid, docno, value
+
+
+def read_run(path: PathLike) -> dict[str, dict[str, float]]:
+    """Reads a TREC run file into ``{query_id: {doc_id: score}}`` (``.gz`` accepted).
+
+    A malformed line, a NaN score, or a document listed twice for one query raises ``ValueError`` naming
+    ``file:line``. The RANK column is not read: trec_eval ranks by score.
+    """
+    return _by_query(_run_records(path), path, "each document at most once per query", "listed")
 
 
 def _trec_order(docs: Mapping[str, float]) -> list[str]:

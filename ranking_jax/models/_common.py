@@ -11,7 +11,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from ranking_jax.models import pretrained as hf
-from ranking_jax.models.encoder import BertConfig, Encoder, mixed_einsum
+from ranking_jax.models.encoder import BertConfig, Encoder, _param, mixed_einsum
 
 
 def resolve_pretrained(pretrained: str | pathlib.Path | None) -> pathlib.Path | None:
@@ -28,6 +28,15 @@ def make_encoder(*, pretrained: str | pathlib.Path | None = None, config: BertCo
                  dtype: str = "float32", remat: bool = False, include: Sequence[str] | None = None,
                  exclude: Sequence[str] | None = None, rngs: nnx.Rngs, **config_overrides: Any) -> Encoder:
     """An encoder from ``pretrained`` (dir or "minilm"; weights loaded) or from ``config`` (random init)."""
+    return build_encoder(pretrained=pretrained, config=config, dtype=dtype, remat=remat, include=include,
+                         exclude=exclude, rngs=rngs, **config_overrides)[0]
+
+
+def build_encoder(*, pretrained: str | pathlib.Path | None = None, config: BertConfig | dict | None = None,
+                  dtype: str = "float32", remat: bool = False, include: Sequence[str] | None = None,
+                  exclude: Sequence[str] | None = None, rngs: nnx.Rngs, **config_overrides: Any
+                  ) -> tuple[Encoder, dict[str, Any] | None]:
+    """:func:`make_encoder` and the checkpoint's tensors (None without ``pretrained``), read once, for heads."""
     path = resolve_pretrained(pretrained)
     if path is not None:
         if config is not None:
@@ -44,7 +53,7 @@ def make_encoder(*, pretrained: str | pathlib.Path | None = None, config: BertCo
     encoder = Encoder(base, dtype=dtype, remat=remat, rngs=rngs)
     if tensors is not None:
         hf.load_encoder_weights(encoder, tensors, include=include, exclude=exclude)
-    return encoder
+    return encoder, tensors
 
 
 class Dense(nnx.Module):
@@ -53,14 +62,9 @@ class Dense(nnx.Module):
     def __init__(self, n_in: int, n_out: int, *, use_bias: bool = True, names=("embed", None),
                  init_std: float = 0.02, rngs: nnx.Rngs):
         init = nnx.initializers.truncated_normal(stddev=init_std)
-        self.kernel = nnx.Param(nnx.with_partitioning(init, names)(rngs.params(), (n_in, n_out), jnp.float32))
-        self.bias = (nnx.Param(nnx.with_partitioning(nnx.initializers.zeros_init(), (names[1],))(
-            rngs.params(), (n_out,), jnp.float32)) if use_bias else None)
+        self.kernel = _param(rngs, init, (n_in, n_out), names)
+        self.bias = _param(rngs, nnx.initializers.zeros_init(), (n_out,), (names[1],)) if use_bias else None
 
     def __call__(self, x: jax.Array, dtype: Any = jnp.float32) -> jax.Array:
         y = mixed_einsum("...i,io->...o", x, self.kernel[...], dtype)
         return y if self.bias is None else y + self.bias[...]
-
-
-def compute_dtype(encoder: Encoder):
-    return jnp.bfloat16 if encoder.dtype == "bfloat16" else jnp.float32

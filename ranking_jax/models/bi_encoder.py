@@ -11,7 +11,7 @@ from flax import nnx
 from ranking_jax import scoring
 from ranking_jax.models import pretrained as hf
 from ranking_jax.models._common import make_encoder, resolve_pretrained
-from ranking_jax.models.encoder import BertConfig, Encoder, pool
+from ranking_jax.models.encoder import BertConfig, Encoder, check_pooling, pool
 
 __all__ = ["BiEncoder", "bi_encoder"]
 
@@ -25,8 +25,7 @@ class BiEncoder(nnx.Module):
 
     def __init__(self, query_encoder: Encoder, doc_encoder: Encoder | None = None, *, pooling: str = "cls",
                  similarity: str = "dot"):
-        if pooling not in ("cls", "mean"):
-            raise ValueError(f"pooling must be 'cls' or 'mean', got {pooling!r}")
+        check_pooling(pooling)
         if similarity not in _SIMILARITIES:
             raise ValueError(f"similarity must be one of {_SIMILARITIES}, got {similarity!r}")
         self.query_encoder, self.doc_encoder = query_encoder, doc_encoder
@@ -68,9 +67,10 @@ class BiEncoder(nnx.Module):
 
     def save_pretrained(self, out_dir: str | pathlib.Path, *, source: str | pathlib.Path | None = None):
         """The (query) tower in sentence-transformers layout; a separate doc tower goes to ``out_dir/doc``."""
-        out = hf.save_pretrained(self.query_encoder, out_dir, source=resolve_pretrained(source))
+        source = resolve_pretrained(source)
+        out = hf.save_pretrained(self.query_encoder, out_dir, source=source)
         if self.doc_encoder is not None:
-            hf.save_pretrained(self.doc_encoder, pathlib.Path(out_dir) / "doc", source=resolve_pretrained(source))
+            hf.save_pretrained(self.doc_encoder, pathlib.Path(out_dir) / "doc", source=source)
         return out
 
 

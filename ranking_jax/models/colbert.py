@@ -11,8 +11,9 @@ import jax.numpy as jnp
 from flax import nnx
 
 from ranking_jax import scoring
-from ranking_jax.models._common import Dense, compute_dtype, make_encoder
+from ranking_jax.models._common import Dense, make_encoder, resolve_pretrained
 from ranking_jax.models.encoder import BertConfig, Encoder
+from ranking_jax.models.pretrained import load_tokenizer
 
 __all__ = ["ColBERT", "colbert", "punctuation_ids"]
 
@@ -40,7 +41,7 @@ class ColBERT(nnx.Module):
 
     def _tokens(self, ids, mask, deterministic, rngs):
         h = self.encoder(ids, mask, deterministic=deterministic, rngs=rngs)
-        return scoring.l2_normalize(self.projection(h, compute_dtype(self.encoder)))
+        return scoring.l2_normalize(self.projection(h, self.encoder.compute_dtype))
 
     def encode_queries(self, ids, mask, *, deterministic: bool = True, rngs: nnx.Rngs | None = None):
         """``[..., Tq]`` -> unit token vectors ``[..., Tq, dim]`` (mask = ``mask``)."""
@@ -56,15 +57,18 @@ class ColBERT(nnx.Module):
         """``[..., Td]`` -> ``([..., Td, dim], token mask [..., Td])`` with ``skip_ids`` masked."""
         return self._tokens(ids, mask, deterministic, rngs), self.doc_token_mask(ids, mask)
 
-    def __call__(self, batch: dict[str, Any], *, deterministic: bool = True, rngs: nnx.Rngs | None = None):
+    def _both(self, batch, deterministic, rngs):
         q = self.encode_queries(batch["query_ids"], batch["query_mask"], deterministic=deterministic, rngs=rngs)
         d, d_mask = self.encode_docs(batch["doc_ids"], batch["doc_mask"], deterministic=deterministic, rngs=rngs)
+        return q, d, d_mask
+
+    def __call__(self, batch: dict[str, Any], *, deterministic: bool = True, rngs: nnx.Rngs | None = None):
+        q, d, d_mask = self._both(batch, deterministic, rngs)
         return scoring.maxsim(q, d, batch["query_mask"], d_mask, chunk_size=self.chunk_size)
 
     def score_matrix(self, batch: dict[str, Any], *, deterministic: bool = True, rngs: nnx.Rngs | None = None):
         """In-batch negatives ``[B, B*L]`` (column ``b' * L + l``)."""
-        q = self.encode_queries(batch["query_ids"], batch["query_mask"], deterministic=deterministic, rngs=rngs)
-        d, d_mask = self.encode_docs(batch["doc_ids"], batch["doc_mask"], deterministic=deterministic, rngs=rngs)
+        q, d, d_mask = self._both(batch, deterministic, rngs)
         return scoring.maxsim_matrix(q, d.reshape(-1, *d.shape[-2:]), batch["query_mask"],
                                      d_mask.reshape(-1, d_mask.shape[-1]), chunk_size=self.chunk_size)
 
@@ -82,8 +86,6 @@ def colbert(*, pretrained: str | pathlib.Path | None = None, config: BertConfig 
     rngs = nnx.Rngs(seed)
     skip = list(skip_ids)
     if mask_punctuation:
-        from ranking_jax.models._common import resolve_pretrained
-        from ranking_jax.models.pretrained import load_tokenizer
         path = resolve_pretrained(pretrained)
         if path is None:
             raise ValueError("mask_punctuation=True needs pretrained= (its tokenizer.json gives the ids); "

@@ -10,7 +10,7 @@ import numpy as np
 from flax import nnx
 
 from ranking_jax.models import pretrained as hf
-from ranking_jax.models._common import Dense, make_encoder, resolve_pretrained
+from ranking_jax.models._common import Dense, build_encoder, resolve_pretrained
 from ranking_jax.models.encoder import BertConfig, Encoder, dropout
 
 __all__ = ["CrossEncoder", "cross_encoder"]
@@ -52,12 +52,10 @@ def cross_encoder(*, pretrained: str | pathlib.Path | None = None, config: BertC
     or from a random-init ``config``. Other keywords override :class:`BertConfig` fields."""
     rngs = nnx.Rngs(seed)
     with nnx.use_eager_sharding(False):
-        encoder = make_encoder(pretrained=pretrained, config=config, dtype=dtype, remat=remat, include=include,
-                               exclude=exclude, rngs=rngs, **config_overrides)
+        encoder, tensors = build_encoder(pretrained=pretrained, config=config, dtype=dtype, remat=remat,
+                                         include=include, exclude=exclude, rngs=rngs, **config_overrides)
         model = CrossEncoder(encoder, rngs=rngs)
-    path = resolve_pretrained(pretrained)
-    if path is not None:
-        _, tensors = hf.load_checkpoint(path)
+    if tensors is not None:
         if "classifier.weight" in tensors and hf._selected("classifier.weight", include, exclude):
             model.head.kernel.set_value(np.asarray(tensors["classifier.weight"], np.float32).T)
             model.head.bias.set_value(np.asarray(tensors["classifier.bias"], np.float32))

@@ -21,13 +21,12 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from flax import nnx
 
 from ranking_jax.sharding import constrain
 
 __all__ = ["BertConfig", "Encoder", "TransformerLayer", "mixed_einsum", "dropout", "mean_pool", "cls_pool",
-           "pool"]
+           "pool", "check_pooling", "POOLINGS"]
 
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 _ACTIVATIONS = {"gelu": functools.partial(jax.nn.gelu, approximate=False), "relu": jax.nn.relu}
@@ -67,11 +66,8 @@ class BertConfig:
         if d.get("position_embedding_type", "absolute") != "absolute":
             raise ValueError(f"{source}: position_embedding_type {d['position_embedding_type']!r} is not "
                              "supported (only 'absolute')")
-        act = d.get("hidden_act", "gelu")
         known = {f.name for f in dataclasses.fields(cls)}
-        kw = {k: v for k, v in d.items() if k in known}
-        kw["hidden_act"] = act
-        return cls(**kw)
+        return cls(**{k: v for k, v in d.items() if k in known})
 
     @classmethod
     def from_json(cls, path: str | pathlib.Path) -> "BertConfig":
@@ -276,16 +272,22 @@ class Encoder(nnx.Module):
                              init_std=config.initializer_range, rngs=rngs)
             for _ in range(config.num_hidden_layers)])
 
-    def embed(self, ids: jax.Array, type_ids: jax.Array | None = None, *, deterministic: bool = True,
-              rngs: nnx.Rngs | None = None) -> jax.Array:
-        x = self.embeddings(ids, type_ids)
+    @property
+    def compute_dtype(self):
+        """The matmul input dtype of ``self.dtype`` (jnp.float32 or jnp.bfloat16)."""
+        return _DTYPES[self.dtype]
+
+    def embed(self, ids: jax.Array, type_ids: jax.Array | None = None, *, position_offset: int = 0,
+              deterministic: bool = True, rngs: nnx.Rngs | None = None) -> jax.Array:
+        """Embeddings [N, T, D] after dropout; positions start at ``position_offset``."""
+        x = self.embeddings(ids, type_ids, position_offset)
         x = dropout(x, self.config.hidden_dropout_prob, rngs, deterministic)
         return constrain(x, ("batch", "length", "embed"))
 
     def run_layers(self, x: jax.Array, mask: jax.Array, layers: slice = slice(None), *,
                    deterministic: bool = True, rngs: nnx.Rngs | None = None) -> jax.Array:
         """Applies ``self.layers[layers]`` to hidden states ``x`` [N, T, D] with key mask [N, T]."""
-        dtype = _DTYPES[self.dtype]
+        dtype = self.compute_dtype
 
         def call(layer, x, mask, rngs):
             return layer(x, mask, dtype=dtype, deterministic=deterministic, rngs=rngs)
@@ -318,13 +320,16 @@ def cls_pool(hidden: jax.Array, mask: jax.Array) -> jax.Array:
     return hidden[..., 0, :]
 
 
+POOLINGS = {"mean": mean_pool, "cls": cls_pool}
+
+
+def check_pooling(pooling: str) -> str:
+    """``pooling`` if it names one of :data:`POOLINGS`, else a ValueError listing them."""
+    if pooling not in POOLINGS:
+        raise ValueError(f"pooling must be one of {sorted(POOLINGS)}, got {pooling!r}")
+    return pooling
+
+
 def pool(hidden: jax.Array, mask: jax.Array, pooling: str) -> jax.Array:
-    if pooling == "mean":
-        return mean_pool(hidden, mask)
-    if pooling == "cls":
-        return cls_pool(hidden, mask)
-    raise ValueError(f"pooling must be 'mean' or 'cls', got {pooling!r}")
-
-
-def count_params(module: nnx.Module) -> int:
-    return int(sum(np.prod(x.shape) for x in jax.tree.leaves(nnx.state(module, nnx.Param))))
+    """``mean_pool`` or ``cls_pool`` by name."""
+    return POOLINGS[check_pooling(pooling)](hidden, mask)

@@ -85,7 +85,7 @@ def _identity(x):
 def _entries(config: BertConfig) -> list[_Entry]:
     """(hf keys, variable getter, hf arrays -> ours, ours -> hf arrays) for every encoder parameter."""
     d, h = config.hidden_size, config.num_attention_heads
-    k, f = d // h, config.intermediate_size
+    k = d // h
     one = lambda x: (x,)  # noqa: E731
     out: list[_Entry] = [
         (("embeddings.word_embeddings.weight",), lambda e: e.embeddings.word, _identity, one),
@@ -120,7 +120,6 @@ def _entries(config: BertConfig) -> list[_Entry]:
             ((f"{p}output.LayerNorm.weight",), lambda e, layer=layer: layer(e).mlp_norm.scale, _identity, one),
             ((f"{p}output.LayerNorm.bias",), lambda e, layer=layer: layer(e).mlp_norm.bias, _identity, one),
         ]
-    del f
     return out
 
 
@@ -194,14 +193,10 @@ def from_pretrained(path: str | pathlib.Path, *, dtype: str = "float32", remat: 
 
     ``config_overrides`` replace config fields (e.g. ``hidden_dropout_prob=0.0``).
     """
-    import dataclasses
-    config, tensors = load_checkpoint(path)
-    if config_overrides:
-        config = dataclasses.replace(config, **config_overrides)
+    from ranking_jax.models._common import make_encoder  # _common imports this module
     with nnx.use_eager_sharding(False):
-        encoder = Encoder(config, dtype=dtype, remat=remat, rngs=rngs or nnx.Rngs(0))
-    load_encoder_weights(encoder, tensors, include=include, exclude=exclude)
-    return encoder
+        return make_encoder(pretrained=path, dtype=dtype, remat=remat, include=include, exclude=exclude,
+                            rngs=rngs or nnx.Rngs(0), **config_overrides)
 
 
 def encoder_tensors(encoder: Encoder, *, prefix: str = "") -> dict[str, np.ndarray]:

@@ -37,8 +37,8 @@ class PreTT(nnx.Module):
         """Lower-layer document states ``[..., Td, D]`` (precomputable for a fixed ``query_length``)."""
         lead, t = ids.shape[:-1], ids.shape[-1]
         ids2, mask2 = ids.reshape(-1, t), mask.reshape(-1, t).astype(bool)
-        x = self.encoder.embeddings(ids2, jnp.ones_like(ids2), position_offset=query_length - 1)
-        x = dropout(x, self.encoder.config.hidden_dropout_prob, rngs, deterministic)
+        x = self.encoder.embed(ids2, jnp.ones_like(ids2), position_offset=query_length - 1,
+                               deterministic=deterministic, rngs=rngs)
         x = self.encoder.run_layers(x, mask2, slice(0, self.split_layer), deterministic=deterministic, rngs=rngs)
         return x.reshape(*lead, t, x.shape[-1])
 

@@ -18,8 +18,9 @@ import numpy as np
 from flax import nnx
 
 from ranking_jax import scoring
+from ranking_jax.models import pretrained as hf
 from ranking_jax.models._common import resolve_pretrained
-from ranking_jax.models.encoder import TransformerLayer
+from ranking_jax.models.encoder import TransformerLayer, _param
 from ranking_jax.sharding import constrain
 
 __all__ = ["TK", "tk", "sinusoidal_positions"]
@@ -44,9 +45,8 @@ class TK(nnx.Module):
                  mlp_dim: int = 384, kernel_mus: Sequence[float] = scoring.TK_KERNEL_MUS,
                  kernel_sigma: float = 0.1, exact_match_sigma: float | None = None, diff_positions: bool = True,
                  mix_context: bool = True, rngs: nnx.Rngs):
-        init = nnx.initializers.normal(stddev=0.02)
-        self.embeddings = nnx.Param(nnx.with_partitioning(init, ("vocab", "embed"))(
-            rngs.params(), (vocab_size, embed_dim), jnp.float32))
+        self.embeddings = _param(rngs, nnx.initializers.normal(stddev=0.02), (vocab_size, embed_dim),
+                                 ("vocab", "embed"))
         self.layers = nnx.List([TransformerLayer(embed_dim, num_heads, mlp_dim, eps=1e-5, activation="relu",
                                                  rngs=rngs) for _ in range(num_layers)])
         self.mixer = nnx.Param(jnp.full((), 0.5, jnp.float32))
@@ -93,9 +93,8 @@ def tk(*, pretrained: str | pathlib.Path | None = None, vocab_size: int = 30522,
     path = resolve_pretrained(pretrained)
     word = None
     if path is not None:
-        from ranking_jax.models.pretrained import _detect_prefix, load_checkpoint
-        _, tensors = load_checkpoint(path)
-        word = np.asarray(tensors[_detect_prefix(tensors) + "embeddings.word_embeddings.weight"], np.float32)
+        _, tensors = hf.load_checkpoint(path)
+        word = np.asarray(tensors[hf._detect_prefix(tensors) + "embeddings.word_embeddings.weight"], np.float32)
         vocab_size, embed_dim = word.shape
     with nnx.use_eager_sharding(False):
         model = TK(vocab_size, embed_dim, num_layers=num_layers, num_heads=num_heads, mlp_dim=mlp_dim,

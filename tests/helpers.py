@@ -1,0 +1,40 @@
+"""Shared test helpers: experiment configs by name, small SVMlight collections, a run's metrics.jsonl."""
+
+import importlib.util
+import json
+import pathlib
+
+import numpy as np
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def load_config(name: str, arg: str | None = None):
+    """``configs/<name>.py``'s ``get_config(arg)``."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "configs" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config(arg)
+
+
+def write_svmlight(folder: pathlib.Path, *, queries=6, docs=12, features=5, seed=0) -> pathlib.Path:
+    """``{train,vali,test}.txt`` with graded labels from a linear model of the features (letor ``custom``)."""
+    rng = np.random.default_rng(seed)
+    w = rng.normal(size=features)
+    folder.mkdir(parents=True, exist_ok=True)
+    for split in ("train", "vali", "test"):
+        lines = []
+        for q in range(queries):
+            x = rng.normal(size=(docs, features))
+            y = np.clip(np.round(x @ w), 0, 4).astype(int)
+            lines += [f"{y[i]} qid:{split}{q} " + " ".join(f"{j + 1}:{x[i, j]:.5f}" for j in range(features))
+                      for i in range(docs)]
+        (folder / f"{split}.txt").write_text("\n".join(lines) + "\n")
+    return folder
+
+
+def metric_rows(workdir: pathlib.Path, split: str | None = None) -> list[dict]:
+    """The rows of ``workdir/metrics.jsonl`` (of one split, when given)."""
+    path = pathlib.Path(workdir) / "metrics.jsonl"
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [r for r in rows if split is None or r["split"] == split]
