@@ -9,9 +9,8 @@ Prints nDCG@10 and MRR@10 (RR@10) on the held-out questions before and after fin
                  head scores at random before fine-tuning);
   bi_encoder     retrieves from all 871 answers (zero-shot MiniLM before) and re-ranks the same top 20.
 Each trains with the listwise softmax loss over 1 answer + 3 hard negatives (first-stage top 30) per question.
-Measured (configs/quickstart.py:steps=120, 2 CPU cores shared with other jobs): 10 min 41 s in all;
-held-out nDCG@10 cross-encoder 0.170 -> 0.389, bi-encoder retrieval 0.466 -> 0.495 (BENCHMARKS.md). The
-default 100 steps aims at under 10 minutes on an idle 2-core machine (not yet timed).
+Measured (`make quickstart`, 100 steps per model, idle 2-core machine, fresh data cache): 8 min 39 s in all;
+held-out nDCG@10 cross-encoder 0.170 -> 0.330, bi-encoder retrieval 0.466 -> 0.507 (BENCHMARKS.md).
 """
 
 from ml_collections import ConfigDict

@@ -88,3 +88,40 @@ def resolve_start(workdir: str | pathlib.Path, *, resume: str = "", init: str = 
     if init:
         return Start("init")
     return Start("scratch")
+
+
+# ------------------------------------------------------------------------ parameters of a finished run
+PARAMS_FILE = "params.npz"
+
+
+def export_params(params: Any, directory: str | pathlib.Path, *, config: Any) -> pathlib.Path:
+    """Writes ``params.npz`` (one array per parameter path, :func:`jax.tree_util.keystr`) and the run's
+    ``config.json`` to ``directory``: a model without a Hugging Face layout (e.g. an MLP reward model), which
+    ``ranking_jax.experiment.load_exported`` rebuilds."""
+    import json
+
+    import numpy as np
+    directory = pathlib.Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    leaves = jax.tree_util.tree_leaves_with_path(jax.device_get(params))
+    np.savez(directory / PARAMS_FILE, **{jax.tree_util.keystr(path): np.asarray(v) for path, v in leaves})
+    (directory / "config.json").write_text(json.dumps(config.to_dict(), indent=2, sort_keys=True, default=repr) + "\n")
+    return directory
+
+
+def import_params(params: Any, directory: str | pathlib.Path) -> Any:
+    """``params`` (the template's structure) with the arrays of :func:`export_params`'s ``params.npz``."""
+    import numpy as np
+    path = pathlib.Path(directory) / PARAMS_FILE
+    with np.load(path) as saved:
+        stored = {k: saved[k] for k in saved.files}
+
+    def take(key_path, leaf):
+        key = jax.tree_util.keystr(key_path)
+        if key not in stored or stored[key].shape != leaf.shape:
+            raise ValueError(f"{path}: parameter {key} {tuple(leaf.shape)} is "
+                             f"{'missing' if key not in stored else f'stored as {stored[key].shape}'}; was it "
+                             "exported from a model of this config?")
+        return stored[key].astype(leaf.dtype)
+
+    return jax.tree_util.tree_map_with_path(take, params)

@@ -121,7 +121,7 @@ def preference(objective: str = "ranking") -> ConfigDict:
     c.model = ConfigDict({"name": "cross_encoder", "pretrained": "minilm"})
     c.loss = "losses.pairwise_logistic_loss"
     c.preference = ConfigDict({"objective": objective})
-    c.data.update({"manual_dir": "", "reward_model": "", "train_split": "train", "eval_split": "test",
+    c.data.update({"manual_dir": "", "reward_model": "", "features": "", "train_split": "train", "eval_split": "test",
                    "prompt_length": 32, "response_length": 64, "batch_size": 16, "eval_batch_size": 64})
     c.evals = ConfigDict()
     finetune_optimizer(c, 3e-5)

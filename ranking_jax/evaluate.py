@@ -28,7 +28,8 @@ from ranking_jax import sharding
 from ranking_jax.data.pipeline import trim_padding
 from ranking_jax.metrics import trec
 
-__all__ = ["RerankEvaluator", "RetrievalEvaluator", "EmbeddingEvaluator", "PreferenceEvaluator", "exact_topk", "main"]
+__all__ = ["RerankEvaluator", "RetrievalEvaluator", "EmbeddingEvaluator", "PreferenceEvaluator", "PolicyEvaluator",
+           "exact_topk", "main"]
 
 
 # ----------------------------------------------------------------------------------------- evaluators
@@ -75,7 +76,8 @@ def _collect(fn: Callable, model, batches: Batches, rows: Callable, mesh, rules
 
 class _RunEvaluator:
     """Builds a run ``{query_id: {doc_id: score}}`` (``self.run(model)``), writes it to ``run_path`` as a TREC
-    run file, and returns trec_eval-semantics means (:func:`ranking_jax.metrics.trec.evaluate`)."""
+    run file and its per-query values to ``run_path`` + ``.per_query.json`` (for paired significance tests),
+    and returns trec_eval-semantics means (:func:`ranking_jax.metrics.trec.evaluate`)."""
 
     def __init__(self, *, qrels: Mapping[str, Mapping[str, int]], measures: Union[str, Sequence[str]], mesh,
                  rules, run_path: Union[str, pathlib.Path, None], tag: str):
@@ -87,9 +89,16 @@ class _RunEvaluator:
 
     def __call__(self, model) -> dict[str, float]:
         run = self.run(model)
+        per_query = trec.evaluate_per_query(self.qrels, run, self.measures)
         if self.run_path is not None:
             trec.write_run(self.run_path, run, tag=self.tag)
-        return trec.evaluate(self.qrels, run, self.measures)
+            per_query_path(self.run_path).write_text(json.dumps(per_query, indent=1) + "\n")
+        return trec.aggregate(per_query)
+
+
+def per_query_path(run_path: Union[str, pathlib.Path]) -> pathlib.Path:
+    """Where a run evaluator writes ``{query_id: {measure: value}}`` beside its run file."""
+    return pathlib.Path(f"{run_path}.per_query.json")
 
 
 class RerankEvaluator(_RunEvaluator):
@@ -217,8 +226,8 @@ class EmbeddingEvaluator:
     keeps the last embeddings and labels.
     """
 
-    def __init__(self, batches: Batches, *, mesh, rules=sharding.DEFAULT_RULES, ks: Sequence[int] = (1, 2, 4, 8), distance: str = "cosine",
-                 epsilon: float = 0.05, out_path: Union[str, pathlib.Path, None] = None):
+    def __init__(self, batches: Batches, *, mesh, rules=sharding.DEFAULT_RULES, ks: Sequence[int] = (1, 2, 4, 8),
+                 distance: str = "cosine", epsilon: float = 0.05, out_path: Union[str, pathlib.Path, None] = None):
         self.batches, self.mesh, self.rules, self.ks = batches, mesh, rules, tuple(ks)
         self.distance, self.epsilon, self.out_path = distance, epsilon, out_path
         self._embed = _jitted(lambda m, b: m(b, deterministic=True))
@@ -272,6 +281,39 @@ class PreferenceEvaluator:
             batch = {k: jnp.asarray(v) for k, v in fields.items() if not k.startswith("pair_")}
             out["loss"] = float(self.objective(jnp.asarray(scores), batch))
         return out
+
+
+class PolicyEvaluator:
+    """A softmax policy over each prompt's candidate responses, ``π(y|x) = softmax_y s(x, y)``: ``expected_reward``
+    = mean over prompts of ``Σ_y π(y|x) r*(x, y)`` (the policy's choice sampled, in exact expectation) and
+    ``greedy_reward`` = mean of ``r*(x, argmax_y s)`` (ties: the first candidate). ``run_path`` gets the scores as
+    a TREC run (prompt ``p<i>``, candidate ``c<j>``) and the per-prompt values beside it (:func:`per_query_path`).
+
+    ``score(model) -> [N]`` scores the candidates (e.g. ``experiment.response_scorer``); ``prompt_index`` [N]
+    groups them by prompt and ``rewards`` [N] are the ground truth.
+    """
+
+    def __init__(self, score: Callable[[Any], np.ndarray], *, prompt_index: Sequence[int], rewards: Sequence[float],
+                 run_path: Union[str, pathlib.Path, None] = None):
+        self.score, self.run_path = score, run_path
+        self.prompt_index, self.rewards = np.asarray(prompt_index), np.asarray(rewards, np.float64)
+
+    def __call__(self, model) -> dict[str, float]:
+        scores = np.asarray(self.score(model), np.float64)
+        if len(scores) != len(self.rewards):
+            raise ValueError(f"PolicyEvaluator: {len(scores)} scored rows for {len(self.rewards)} rewards")
+        per_prompt, run = {}, {}
+        for p in np.unique(self.prompt_index):
+            rows = np.flatnonzero(self.prompt_index == p)
+            s, r = scores[rows], self.rewards[rows]
+            pi = np.exp(s - s.max())
+            pi /= pi.sum()
+            per_prompt[f"p{p}"] = {"expected_reward": float(pi @ r), "greedy_reward": float(r[np.argmax(s)])}
+            run[f"p{p}"] = {f"c{j}": float(v) for j, v in enumerate(s)}
+        if self.run_path is not None:
+            trec.write_run(self.run_path, run, tag="policy")
+            per_query_path(self.run_path).write_text(json.dumps(per_prompt, indent=1) + "\n")
+        return trec.aggregate(per_prompt)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

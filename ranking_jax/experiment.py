@@ -15,7 +15,7 @@ import logging
 import os
 import pathlib
 import time
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -101,7 +101,8 @@ def first_stage(spec: str, query_texts, corpus_texts, *, rows, depth: int, mesh,
         return data_lib.candidates_from_search(rows, top)
     kind, _, pretrained = spec.partition(":")
     if kind != "dense" or not pretrained:
-        raise ValueError(f"config.data.candidates={spec!r} is unknown; use 'bm25' or 'dense:<pretrained dir or minilm>'")
+        raise ValueError(f"config.data.candidates={spec!r} is unknown; use 'bm25' or "
+                         "'dense:<pretrained dir or minilm>'")
     from ranking_jax.models import bi_encoder
     model = bi_encoder(pretrained=pretrained, pooling="mean", similarity="cosine")
     tok = data_lib.TextTokenizer(query_length=64, doc_length=256)  # cut to each batch's longest text
@@ -161,7 +162,8 @@ def text_ranking_task(config, workdir: pathlib.Path, mesh, rules) -> Task:
                                            tokenizer=tokenizer)
     measures = config.evals.measures
     evaluators = {"rerank": evaluate.RerankEvaluator(
-        eval_pipeline, query_ids=query_ids, doc_id=lambda q, doc: doc_ids[doc], qrels=qrels, measures=measures, mesh=mesh, rules=rules, run_path=workdir / "rerank.run")}
+        eval_pipeline, query_ids=query_ids, doc_id=lambda q, doc: doc_ids[doc], qrels=qrels, measures=measures,
+        mesh=mesh, rules=rules, run_path=workdir / "rerank.run")}
     if family == "bi_encoder" and config.evals.retrieval:
         eval_rows = sorted(eval_qrels)
         evaluators["retrieval"] = evaluate.RetrievalEvaluator(
@@ -195,7 +197,8 @@ def letor_task(config, workdir: pathlib.Path, mesh, rules) -> Task:
         for doc, lab in zip(r["doc_index"].tolist(), r["labels"].tolist()):
             qrels.setdefault(str(r["query_index"]), {})[f"{r['query_index']}-{doc}"] = int(lab)
     evaluators = {"rerank": evaluate.RerankEvaluator(
-        eval_pipeline, query_ids=query_ids, doc_id=lambda q, doc: f"{q}-{doc}", qrels=qrels, measures=config.evals.measures, mesh=mesh, rules=rules,
+        eval_pipeline, query_ids=query_ids, doc_id=lambda q, doc: f"{q}-{doc}", qrels=qrels,
+        measures=config.evals.measures, mesh=mesh, rules=rules,
         run_path=workdir / "rerank.run")}
     return Task(train_data, evaluators, model_kwargs={"num_features": int(train_records[0]["features"].shape[-1])})
 
@@ -295,25 +298,136 @@ def similarity_reward(pretrained: str, *, scale: float = 20.0) -> Callable[[list
     return reward
 
 
+def response_scorer(prompts: Sequence[str], responses: Sequence[str], *, pipeline: Callable, mesh, rules
+                    ) -> Callable[[nnx.Module], np.ndarray]:
+    """``model -> [N]`` preference-model scores of (prompt_i, response_i); consecutive responses to one prompt
+    share a row of the pair batches (``pipeline(rows)``), so each is scored once."""
+    nan = float("nan")
+    rows, slots, i = [], [], 0
+    while i < len(responses):
+        j = i + 1 if i + 1 < len(responses) and prompts[i + 1] == prompts[i] else i
+        rows.append({"prompt": prompts[i], "chosen": responses[i], "rejected": responses[j], "chosen_score": nan,
+                     "rejected_score": nan, "tie": False})
+        slots += [(len(rows) - 1, 0)] + ([(len(rows) - 1, 1)] if j != i else [])
+        i = j + 1
+    scorer = evaluate.PreferenceEvaluator(pipeline(rows), mesh=mesh, rules=rules)
+    row, column = np.asarray(slots).T
+    return lambda model: scorer.scores(model)[0][row, column]
+
+
+def load_exported(directory: str | pathlib.Path) -> nnx.Module:
+    """The model a run exported to ``directory`` (its ``export_dir``): a cross-encoder in Hugging Face layout
+    (``model.safetensors``) or any model as ``params.npz`` + ``config.json`` (:func:`checkpoint.export_params`)."""
+    directory = pathlib.Path(directory)
+    if (directory / "model.safetensors").exists():
+        return registry.lookup("models.cross_encoder")(pretrained=directory)
+    if not (directory / checkpoint.PARAMS_FILE).exists():
+        raise FileNotFoundError(f"{directory} holds no exported model (model.safetensors or "
+                                f"{checkpoint.PARAMS_FILE}); set config.export_dir in the run that trains it")
+    from ml_collections import ConfigDict
+    config = ConfigDict(json.loads((directory / "config.json").read_text()))
+    split, params = train.split_model(build_model(config, pretrained=False))
+    return split.merge(checkpoint.import_params(params, directory))
+
+
+def trained_reward(model_dir: str, *, pipeline: Callable, mesh, rules) -> Callable[[list, list], np.ndarray]:
+    """A frozen reward model ``(prompts, responses) -> scores`` that another run trained and exported (e.g. a
+    Bradley-Terry run's ``export_dir``, :func:`load_exported`); ``pipeline(rows)`` batches its inputs as the
+    policy's are."""
+    model = load_exported(model_dir)
+    return lambda prompts, responses: response_scorer(prompts, responses, pipeline=pipeline, mesh=mesh,
+                                                      rules=rules)(model)
+
+
+def sentence_features(config, rows: Sequence[Mapping[str, str]]) -> np.ndarray:
+    """``[N, 2, 3D]`` features ``[e(x), e(y), e(x) * e(y)]`` of (prompt, chosen) and (prompt, rejected), ``e`` the
+    frozen sentence encoder ``config.data.features`` (mean-pooled, L2-normalized; ``"minilm"``:
+    all-MiniLM-L6-v2). Embeddings are cached under :func:`data_cache` per set of texts."""
+    from ranking_jax.models._common import resolve_pretrained
+    texts = sorted({r[k] for r in rows for k in ("prompt", "chosen", "rejected")})
+    digest = hashlib.sha1("\n".join(texts).encode()).hexdigest()
+    path = data_cache(config, f"sentence-features|{config.data.features}|{digest}") / "embeddings.npy"
+    if path.exists():
+        emb = np.load(path)
+    else:
+        from ranking_jax.encode import TextEncoder
+        encoder = TextEncoder(resolve_pretrained(config.data.features), pooling="mean", normalize=True,
+                              max_length=128)
+        emb = encoder.encode(texts)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.save(path, emb)
+    row = {t: i for i, t in enumerate(texts)}
+    prompt = emb[[row[r["prompt"]] for r in rows]]
+    sides = [emb[[row[r[side]] for r in rows]] for side in ("chosen", "rejected")]
+    return np.stack([np.concatenate([prompt, y, prompt * y], -1) for y in sides], 1).astype(np.float32)
+
+
+def _scored_copy(source: pathlib.Path, reward: Callable, out: pathlib.Path) -> pathlib.Path:
+    """``source``'s ``{train,dev,test}.jsonl`` with ``chosen_score``/``rejected_score`` from ``reward``."""
+    out.mkdir(parents=True, exist_ok=True)
+    for path in sorted(source.glob("*.jsonl")):
+        if path.stem not in ("train", "dev", "test"):
+            continue
+        rows = [obj for _, obj in data_lib.read_jsonl(path, required=("prompt", "chosen", "rejected"))]
+        scores = np.asarray(reward([r["prompt"] for r in rows for _ in "cr"],
+                                   [r[side] for r in rows for side in ("chosen", "rejected")])).reshape(-1, 2)
+        chosen, rejected = scores[:, 0], scores[:, 1]
+        with open(out / path.name, "w", encoding="utf-8") as f:
+            for r, c, n in zip(rows, chosen, rejected):
+                f.write(json.dumps(dict(r, chosen_score=float(c), rejected_score=float(n)), ensure_ascii=False) + "\n")
+    return out
+
+
 def preference_task(config, workdir: pathlib.Path, mesh, rules) -> Task:
     """Pairwise preferences (``preference`` builder) scored by a cross-encoder as a list of two
     ``[CLS] prompt [SEP] response [SEP]``; a ranking (reward-model) or DPO-family objective; preference accuracy,
     margin and loss on the held-out split.
 
     Data: ``config.data.manual_dir`` (``train.jsonl``/``test.jsonl``) or, when empty, the ChatterBot synthetic
-    preference set (:func:`ranking_jax.data.chatterbot.write_preferences`), with reward-model scores when
-    ``config.data.reward_model`` is set. DPO's reference is the initial model (``build_model(config)``), scored
-    once over both splits before training and carried in the batches as ``reference_scores`` ``[B, 2]``.
+    preference set (:func:`ranking_jax.data.chatterbot.write_preferences`). ``config.data.reward_model`` adds
+    reward-model scores (``chosen_score``/``rejected_score``, e.g. for MADPO): ``"minilm"`` (zero-shot
+    similarity, :func:`similarity_reward`) or the directory of an exported cross-encoder (a reward model trained
+    here, :func:`cross_encoder_reward`). A ``candidates_<eval split>.jsonl`` in ``manual_dir`` (``{prompt,
+    responses, rewards}`` lines) adds the ``policy`` evaluator (:class:`ranking_jax.evaluate.PolicyEvaluator`).
+    DPO's reference is the initial model (``build_model(config)``), scored once over both splits before training
+    and carried in the batches as ``reference_scores`` ``[B, 2]``.
     """
     d, p = config.data, config.preference
-    if config.model.name != "cross_encoder":
+    features = d.get("features", "")
+    if config.model.name != ("mlp_ranker" if features else "cross_encoder"):
         raise ValueError(f"config.model.name={config.model.name!r}: the preference task scores "
-                         "[CLS] prompt [SEP] response [SEP] pairs and needs 'cross_encoder'")
+                         "[CLS] prompt [SEP] response [SEP] pairs with 'cross_encoder', or frozen sentence features "
+                         "(config.data.features) with 'mlp_ranker'")
+    tokenizer = data_lib.TextTokenizer()
+
+    def pipeline(split_or_rows, *, train: bool = False, extra=None):
+        rows = src[split_or_rows] if isinstance(split_or_rows, str) else split_or_rows
+        if features:
+            decoded = [{k: v.decode() if isinstance(v, bytes) else v for k, v in rows[i].items()}
+                       for i in range(len(rows))]
+            extra = dict(extra or {}, features=sentence_features(config, decoded))
+        return data_lib.preference_pipeline(
+            rows, batch_size=d.batch_size if train else d.eval_batch_size, train=train, seed=config.seed,
+            prompt_length=d.prompt_length, response_length=d.response_length, tokenizer=tokenizer, pairs=True,
+            extra=extra)
+
+    reward, version = None, ""
+    if d.reward_model == "minilm":
+        reward = similarity_reward(d.reward_model)
+    elif d.reward_model:
+        exported = [pathlib.Path(d.reward_model) / f for f in ("model.safetensors", checkpoint.PARAMS_FILE)]
+        if not any(f.exists() for f in exported):
+            raise FileNotFoundError(f"config.data.reward_model={d.reward_model!r}: neither 'minilm' nor the "
+                                    "export_dir of a run (model.safetensors or params.npz)")
+        version = str(max(f.stat().st_mtime_ns for f in exported if f.exists()))  # a retrained model is rescored
+        reward = trained_reward(d.reward_model, pipeline=pipeline, mesh=mesh, rules=rules)
     if d.manual_dir:
         source = pathlib.Path(d.manual_dir)
+        if reward is not None:
+            key = f"scored|{source.resolve()}|{d.reward_model}|{version}"
+            source = _scored_copy(source, reward, data_cache(config, key))
     else:
         from ranking_jax.data import chatterbot
-        reward = similarity_reward(d.reward_model) if d.reward_model else None
         source = chatterbot.write_preferences(data_cache(config, f"chatterbot-preferences|{d.reward_model}"),
                                               reward_fn=reward)
     builder = data_lib.prepare(data_lib.Preference, config="jsonl",
@@ -322,15 +436,10 @@ def preference_task(config, workdir: pathlib.Path, mesh, rules) -> Task:
     for split in (d.train_split, d.eval_split):
         if split not in src:
             raise ValueError(f"config.data: split {split!r} is not in {source} (has {sorted(src)})")
-    tokenizer = data_lib.TextTokenizer()
-
-    def pipeline(split, *, train: bool, extra=None):
-        return data_lib.preference_pipeline(
-            src[split], batch_size=d.batch_size if train else d.eval_batch_size, train=train, seed=config.seed,
-            prompt_length=d.prompt_length, response_length=d.response_length, tokenizer=tokenizer, pairs=True,
-            extra=extra)
-
     extra = {d.train_split: None, d.eval_split: None}
+    if features:  # the MLP's input width, before the reference model is built
+        with config.unlocked():
+            config.model.num_features = int(pipeline(d.train_split)[0]["features"].shape[-1])
     if p.objective == "dpo":
         reference = build_model(config)  # the initial model: same pretrained weights and seed as the policy's
         for split in extra:
@@ -348,6 +457,19 @@ def preference_task(config, workdir: pathlib.Path, mesh, rules) -> Task:
     eval_pipeline = pipeline(d.eval_split, train=False, extra=extra[d.eval_split])
     evaluators = {"preference": evaluate.PreferenceEvaluator(eval_pipeline, mesh=mesh, rules=rules,
                                                              objective=objective)}
+    candidates = pathlib.Path(d.manual_dir) / f"candidates_{d.eval_split}.jsonl" if d.manual_dir else None
+    if candidates is not None and candidates.exists():
+        sets = [obj for _, obj in data_lib.read_jsonl(candidates, required=("prompt", "responses", "rewards"))]
+        for n, obj in enumerate(sets, 1):
+            if len(obj["responses"]) != len(obj["rewards"]) or not obj["responses"]:
+                raise data_lib.DataFormatError(candidates, n, "as many rewards as (at least one) responses",
+                                               str(obj))
+        prompts = [obj["prompt"] for obj in sets for _ in obj["responses"]]
+        responses = [y for obj in sets for y in obj["responses"]]
+        evaluators["policy"] = evaluate.PolicyEvaluator(
+            response_scorer(prompts, responses, pipeline=pipeline, mesh=mesh, rules=rules),
+            run_path=workdir / "policy.run", prompt_index=[i for i, obj in enumerate(sets) for _ in obj["responses"]],
+            rewards=[float(r) for obj in sets for r in obj["rewards"]])
     return Task(train_pipeline.iterator(), evaluators, objective=objective)
 
 
@@ -394,6 +516,8 @@ def run_one(config, workdir: pathlib.Path, *, progress: bool = True) -> dict:
         module = split.merge(params)
         if hasattr(module, "save_pretrained"):
             module.save_pretrained(workdir / config.export_dir, source=config.model.get("pretrained"))
+        else:
+            checkpoint.export_params(params, workdir / config.export_dir, config=config)
     (workdir / "summary.json").write_text(json.dumps(summary, indent=2, default=float) + "\n")
     return summary
 

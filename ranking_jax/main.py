@@ -8,6 +8,7 @@ the wrong type with the field and both types. The resolved config is written to 
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import pathlib
 import sys
@@ -19,6 +20,17 @@ _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config fil
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for config.json, checkpoints, logs and runs.")
 flags.mark_flags_as_required(["config", "workdir"])
+
+
+def load_config(spec: str):
+    """``"configs/x.py[:arg]"`` -> that file's ``get_config(arg)`` (what ``--config`` loads, without flags)."""
+    path, _, arg = str(spec).partition(":")
+    if not pathlib.Path(path).is_file():
+        raise FileNotFoundError(f"config file {path!r} (from {spec!r}) does not exist")
+    module_spec = importlib.util.spec_from_file_location(pathlib.Path(path).stem, path)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    return module.get_config(arg or None)
 
 
 def write_config(config, workdir: pathlib.Path) -> pathlib.Path:

@@ -1,20 +1,18 @@
 """Shared test helpers: experiment configs by name, small SVMlight collections, a run's metrics.jsonl."""
 
-import importlib.util
 import json
 import pathlib
 
 import numpy as np
+
+from ranking_jax import main
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 def load_config(name: str, arg: str | None = None):
     """``configs/<name>.py``'s ``get_config(arg)``."""
-    spec = importlib.util.spec_from_file_location(name, ROOT / "configs" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config(arg)
+    return main.load_config(f"{ROOT / 'configs' / name}.py" + (f":{arg}" if arg else ""))
 
 
 def write_svmlight(folder: pathlib.Path, *, queries=6, docs=12, features=5, seed=0) -> pathlib.Path:

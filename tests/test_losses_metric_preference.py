@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from _loss_checks import (assert_jit_vmap_sum, assert_padding_invisible, assert_row_excluded, call, log_sigmoid, rng,
                           softplus)
 from ranking_jax.losses import (bradley_terry_loss, contrastive_loss, curriculum_difficulty, curriculum_weights,
-                                dpo_loss, hinge_dpo_loss, ipo_loss, irpo_loss, madpo_loss, madpo_weight, mapo_loss,
+                                beta_dpo_loss, dpo_loss, hinge_dpo_loss, ipo_loss, irpo_loss, madpo_loss, madpo_weight, mapo_loss,
                                 multi_similarity_loss, popularity_propensity, relmf_loss, robust_dpo_loss,
                                 soft_bradley_terry_loss, tcm_regularizer, triplet_loss)
 
@@ -268,6 +268,45 @@ def test_madpo_loss_matches_official_code():
     np.testing.assert_allclose(call(madpo_loss, pc, pr, rc, rr, r1, r2), expected, rtol=1e-4)
     g = jax.grad(lambda a, b: madpo_loss(pc, pr, rc, rr, a, b), argnums=(0, 1))(r1, r2)
     np.testing.assert_array_equal(g[0], 0.0)  # the reward model is frozen
+
+
+def _beta_dpo_official(delta, *, beta=0.1, a=0.6, keep=0.8, mean=None, std=None):
+    """junkangwu/beta-DPO ``trainers.py::preference_loss`` in NumPy, with the multinomial draw replaced by the
+    ``keep`` fraction of largest weights (ours) and, by default, the batch's own statistics."""
+    delta = np.asarray(delta, np.float64)
+    mean = delta.mean() if mean is None else mean
+    std = delta.std(ddof=1) if std is None else std  # torch.std is unbiased
+    weight = np.exp(-0.5 * ((delta - mean) / std) ** 2)
+    n_keep = int(math.ceil(keep * len(delta)))
+    idx = np.argsort(-weight, kind="stable")[:n_keep]
+    beta_used = max(beta * (1 + a * (delta[idx].mean() - mean)), 1e-3)
+    return np.mean(softplus(-beta_used * delta[idx]))
+
+
+def test_beta_dpo_matches_official_algorithm():
+    pc, pr, rc, rr = _pref_inputs(10, n=10)
+    delta = (pc.astype(np.float64) - rc) - (pr - rr)
+    np.testing.assert_allclose(call(beta_dpo_loss, pc, pr, rc, rr), _beta_dpo_official(delta), rtol=1e-5)
+    np.testing.assert_allclose(call(beta_dpo_loss, pc, pr, rc, rr, gap_mean=0.3, gap_std=2.0, alpha=1.5),
+                               _beta_dpo_official(delta, mean=0.3, std=2.0, a=1.5), rtol=1e-5)
+    # Masked pairs (NaN/inf included) are invisible: same value and gradient as the valid pairs alone.
+    bad = np.array([np.nan, np.inf], np.float32)
+    padded = [np.concatenate([x, bad]) for x in (pc, pr, rc, rr)]
+    where = np.array([True] * 10 + [False] * 2)
+    v, g = jax.value_and_grad(lambda x: beta_dpo_loss(x, *padded[1:], where=where))(padded[0])
+    v0, g0 = jax.value_and_grad(lambda x: beta_dpo_loss(x, pr, rc, rr))(pc)
+    np.testing.assert_allclose(v, v0, rtol=1e-6)
+    np.testing.assert_allclose(g[:10], g0, rtol=1e-5, atol=1e-8)
+    np.testing.assert_array_equal(g[10:], 0.0)
+    # The gradient flows through the margins of the kept pairs only, with beta' held constant.
+    kept = np.argsort(np.abs(delta - delta.mean()), kind="stable")[:8]
+    d_sel = delta[kept]
+    beta_used = 0.1 * (1 + 0.6 * (d_sel.mean() - delta.mean()))
+    expected = np.zeros(10)
+    expected[kept] = -beta_used * scipy.special.expit(-beta_used * d_sel) / 8
+    np.testing.assert_allclose(g0, expected, rtol=1e-4, atol=1e-8)
+    with pytest.raises(ValueError, match="keep"):
+        beta_dpo_loss(pc, pr, rc, rr, keep=0.0)
 
 
 def test_mapo_matches_official_train_step():

@@ -162,6 +162,12 @@ def initial_scores(pref_cache):
     from ranking_jax.data import chatterbot
     folder = chatterbot.write_preferences(experiment.data_cache(config, "chatterbot-preferences|"))
     pairs = [json.loads(line) for line in (folder / "test.jsonl").read_text().splitlines()]
+    return hand_scores(experiment.build_model(config), pairs, config)
+
+
+def hand_scores(model, pairs: list[dict], config) -> np.ndarray:
+    """``model``'s scores ``[N, 2]`` of (prompt, chosen) and (prompt, rejected), ``[CLS] prompt [SEP] response
+    [SEP]`` tokenized by hand."""
     tok = data.TextTokenizer()
     p_len, r_len = config.data.prompt_length, config.data.response_length
     length = p_len + r_len - 1
@@ -173,7 +179,6 @@ def initial_scores(pref_cache):
             response = tok.tokens([row[side]])[0][:r_len - 2] + [tok.sep]
             n = len(prompt) + len(response)
             ids[i, j, :n], mask[i, j, :n], types[i, j, len(prompt):n] = prompt + response, 1, 1
-    model = experiment.build_model(config)
     return np.asarray(model({"pair_ids": ids, "pair_mask": mask, "pair_type_ids": types}), np.float64)
 
 
@@ -210,3 +215,131 @@ def test_preference_loss_inputs_must_exist(tmp_path, pref_cache):
     config.loss_inputs.chosen_rewards = "chosen_score"
     with pytest.raises(ValueError, match="reward_model"):
         experiment.preference_task(config, tmp_path, None, None)
+
+
+# ------------------------------------------------------------- policy data, trained reward model, policy evaluator
+def test_policy_preferences_rewards_and_label_noise(tmp_path):
+    """Rewards follow the corpus' own question/answer/category links; label flips match Bradley-Terry."""
+    from ranking_jax.data import chatterbot
+    answers, category = {}, {}
+    for cat, q, a in chatterbot._exchanges():
+        answers.setdefault(q, set()).add(a)
+        category.setdefault(q, cat)
+    for scale in (4.0, 1.0, 0.25):
+        folder = chatterbot.write_policy_preferences(tmp_path / str(scale), label_scale=scale)
+        train = [json.loads(line) for line in (folder / "train.jsonl").read_text().splitlines()]
+        sets = [json.loads(line) for line in (folder / "candidates_test.jsonl").read_text().splitlines()]
+
+        def reward(q, y):
+            if y in answers[q]:
+                return 2.0
+            return 1.0 if any(y in answers[o] for o in answers if category[o] == category[q]) else 0.0
+
+        for obj in sets:
+            assert [reward(obj["prompt"], y) for y in obj["responses"]] == obj["rewards"]
+            assert sorted(obj["rewards"]) == [0.0, 0.0, 1.0, 2.0]
+        deltas = np.array([reward(r["prompt"], r["chosen"]) - reward(r["prompt"], r["rejected"]) for r in train])
+        assert len(train) == 5 * (len(train) // 5) and set(np.abs(deltas)) == {1.0, 2.0}
+        expected = np.mean(1.0 / (1.0 + np.exp(scale * np.abs(deltas))))  # P(flip) = sigmoid(-s |dr|)
+        n = len(deltas)
+        assert abs(np.mean(deltas < 0) - expected) < 4 * math.sqrt(expected * (1 - expected) / n), scale
+
+
+def policy_tier(tmp_path: pathlib.Path, *, train: int, test: int, sets: int) -> pathlib.Path:
+    """The first lines of a label-scale-1 policy-preference folder (a slice, for speed)."""
+    from ranking_jax.data import chatterbot
+    full = chatterbot.write_policy_preferences(tmp_path / "full", label_scale=1.0)
+    tier = tmp_path / "tier"
+    tier.mkdir()
+    for name, n in (("train", train), ("test", test), ("candidates_test", sets)):
+        lines = (full / f"{name}.jsonl").read_text().splitlines()[:n]
+        (tier / f"{name}.jsonl").write_text("\n".join(lines) + "\n")
+    return tier
+
+
+def test_trained_reward_model_scores_and_policy_evaluator(tmp_path, pref_cache):
+    """A Bradley-Terry run exports its cross-encoder; MADPO's data gets that model's scores (checked against the
+    exported model on hand-tokenized pairs) and the policy evaluator equals a NumPy softmax policy over the
+    initial model's hand-computed candidate scores."""
+    from ranking_jax import sharding
+    from ranking_jax.models import cross_encoder
+    tier = policy_tier(tmp_path, train=120, test=40, sets=12)
+    rm_config = load_config("preference", "runlocal")
+    rm_config.data.update({"cache_dir": str(pref_cache), "manual_dir": str(tier)})
+    rm_config.export_dir = "rm"
+    experiment.run_one(rm_config, tmp_path / "rm", progress=False)
+
+    config = load_config("preference", "runlocal,madpo")
+    config.data.update({"cache_dir": str(pref_cache), "manual_dir": str(tier),
+                        "reward_model": str(tmp_path / "rm" / "rm")})
+    mesh = sharding.make_mesh(config.mesh)
+    (tmp_path / "madpo").mkdir()
+    task = experiment.preference_task(config, tmp_path / "madpo", mesh, experiment.rules_from(config))
+    batch = next(iter(task.train_data))
+    train = [json.loads(line) for line in (tier / "train.jsonl").read_text().splitlines()]
+    by_pair = {(r["prompt"], r["chosen"], r["rejected"]): r for r in train}
+    rm = cross_encoder(pretrained=tmp_path / "rm" / "rm")
+    expected = hand_scores(rm, train[:16], config)
+    rm_dir = tmp_path / "rm" / "rm"
+    version = (rm_dir / "model.safetensors").stat().st_mtime_ns
+    copy = experiment.data_cache(config, f"scored|{tier.resolve()}|{rm_dir}|{version}") / "train.jsonl"
+    scored = [json.loads(line) for line in copy.read_text().splitlines()]
+    assert [(r["prompt"], r["chosen"], r["rejected"]) for r in scored] == list(by_pair)
+    np.testing.assert_allclose([[r["chosen_score"], r["rejected_score"]] for r in scored[:16]], expected,
+                               rtol=1e-4, atol=1e-5)
+    assert batch["chosen_score"].shape == (config.data.batch_size,)
+
+    sets = [json.loads(line) for line in (tier / "candidates_test.jsonl").read_text().splitlines()]
+    model = experiment.build_model(config)
+    flat = [{"prompt": o["prompt"], "chosen": y, "rejected": y} for o in sets for y in o["responses"]]
+    s = hand_scores(model, flat, config)[:, 0]
+    expected_reward, greedy = [], []
+    start = 0
+    for o in sets:
+        v, r = s[start:start + len(o["responses"])], np.array(o["rewards"])
+        start += len(o["responses"])
+        pi = np.exp(v - v.max()) / np.exp(v - v.max()).sum()
+        expected_reward.append(pi @ r)
+        greedy.append(r[np.argmax(v)])
+    out = task.evaluators["policy"](model)
+    assert out["expected_reward"] == pytest.approx(np.mean(expected_reward), rel=1e-5)
+    assert out["greedy_reward"] == pytest.approx(np.mean(greedy), abs=1e-12)
+    per_prompt = json.loads((tmp_path / "madpo" / "policy.run.per_query.json").read_text())
+    assert len(per_prompt) == len(sets) == 12
+
+
+def test_frozen_feature_policy_and_exported_mlp_reward_model(tmp_path, pref_cache):
+    """``preference.py:features``: the batches carry [e(x), e(y), e(x) * e(y)] of all-MiniLM-L6-v2 sentence
+    embeddings (checked against TextEncoder + NumPy), and an MLP reward model exported as params.npz scores
+    MADPO's pairs exactly as the reloaded MLP does on those features."""
+    from ranking_jax import assets
+    from ranking_jax.encode import TextEncoder
+    tier = policy_tier(tmp_path, train=60, test=20, sets=6)
+    rm_config = load_config("preference", "runlocal,features")
+    rm_config.data.update({"cache_dir": str(pref_cache), "manual_dir": str(tier)})
+    rm_config.export_dir = "rm"
+    experiment.run_one(rm_config, tmp_path / "rm", progress=False)
+    assert (tmp_path / "rm" / "rm" / "params.npz").exists()
+
+    config = load_config("preference", "runlocal,madpo,features")
+    config.data.update({"cache_dir": str(pref_cache), "manual_dir": str(tier),
+                        "reward_model": str(tmp_path / "rm" / "rm")})
+    summary = experiment.run_one(config, tmp_path / "madpo", progress=False)
+    assert set(summary["eval_after"]) >= {"policy/expected_reward", "preference/accuracy"}
+
+    train = [json.loads(line) for line in (tier / "train.jsonl").read_text().splitlines()]
+    encoder = TextEncoder(assets.minilm_path(), pooling="mean", normalize=True, max_length=128)
+    e = {t: v for t, v in zip(*(lambda ts: (ts, encoder.encode(ts)))(
+        sorted({r[k] for r in train for k in ("prompt", "chosen", "rejected")})))}
+    feats = np.stack([np.stack([np.concatenate([e[r["prompt"]], e[r[s]], e[r["prompt"]] * e[r[s]]])
+                                for s in ("chosen", "rejected")]) for r in train])
+    np.testing.assert_allclose(experiment.sentence_features(config, train), feats, atol=1e-6)
+    rm = experiment.load_exported(tmp_path / "rm" / "rm")
+    expected = np.asarray(rm({"features": feats}), np.float64)
+    weights = tmp_path / "rm" / "rm" / "params.npz"
+    copy = experiment.data_cache(config, f"scored|{tier.resolve()}|{tmp_path / 'rm' / 'rm'}|"
+                                         f"{weights.stat().st_mtime_ns}") / "train.jsonl"
+    scored = [json.loads(line) for line in copy.read_text().splitlines()]
+    np.testing.assert_allclose([[r["chosen_score"], r["rejected_score"]] for r in scored], expected,
+                               rtol=1e-5, atol=1e-6)
+    assert all(np.isfinite(r["loss"]) for r in rows_of(tmp_path / "madpo") if r["split"] == "train")

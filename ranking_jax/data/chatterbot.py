@@ -137,3 +137,84 @@ def write_preferences(out_dir: str | pathlib.Path, *, test_fraction: float = 0.2
     (out / "SOURCE.md").write_text(write_preferences.__doc__ + f"\nBuilt from {PACKAGE}=={VERSION}, seed {seed}.\n")
     done.touch()
     return out
+
+
+def write_policy_preferences(out_dir: str | pathlib.Path, *, label_scale: float, num_negatives: int = 2,
+                             test_fraction: float = 0.2, seed: int = 0) -> pathlib.Path:
+    """Writes preference pairs of controlled label quality and the policy's candidate sets; returns ``out_dir``.
+
+    Ground-truth rewards from the corpus' real labels: for a question ``x``, ``r*(x, y) = 2`` when ``y`` is one
+    of its own answers, 1 for an answer to another question of its category, 0 for an answer from another
+    category. Every question with a same-category answer gets ``2 + num_negatives`` candidates (one of each of
+    the first two kinds and ``num_negatives`` of the last, drawn with ``seed``). Pairs are all candidate pairs
+    with different rewards, labelled as in MADPO's data (Rho 2025): ``y_1`` is chosen when
+    ``label_scale * r*(y_1) + G_1 >= label_scale * r*(y_2) + G_2`` with ``G ~ Gumbel(0, 1)``, i.e. Bradley-Terry
+    with ``P(correct) = sigmoid(label_scale * |Δr*|)`` (large scale: clean labels; small: noisy). Test pairs
+    carry the true order.
+
+    Files: ``train.jsonl`` / ``test.jsonl`` (the ``preference`` builder's format) and ``candidates_test.jsonl``
+    (``{prompt, responses, rewards}`` per test question, for :class:`ranking_jax.evaluate.PolicyEvaluator`).
+    """
+    out = pathlib.Path(out_dir)
+    done = out / ".complete"
+    if done.exists():
+        return out
+    answers: dict[str, list[str]] = {}
+    category: dict[str, str] = {}
+    for cat, q, a in _exchanges():
+        category.setdefault(q, cat)
+        if a not in answers.setdefault(q, []):
+            answers[q].append(a)
+    by_category: dict[str, list[str]] = {}
+    for q, cat in category.items():
+        by_category.setdefault(cat, []).append(q)
+    qids = {q: f"q{i}" for i, q in enumerate(answers)}  # the ids of write_beir
+    rng = np.random.default_rng(seed)
+    rows: dict[str, list[dict]] = {"train": [], "test": []}
+    candidates, skipped = [], 0
+    for q in answers:
+        own = set(answers[q])
+        same = [a for o in by_category[category[q]] if o != q for a in answers[o] if a not in own]
+        other = sorted({a for o, c in category.items() if c != category[q] for a in answers[o]} - own - set(same))
+        if not same or len(other) < num_negatives:
+            skipped += 1
+            continue
+        responses = [answers[q][0], same[rng.integers(len(same))]] + \
+            [other[i] for i in rng.choice(len(other), num_negatives, replace=False)]
+        rewards = [2.0, 1.0] + [0.0] * num_negatives
+        order = rng.permutation(len(responses))  # no position tells the reward
+        responses, rewards = [responses[i] for i in order], [rewards[i] for i in order]
+        split = _split(qids[q], test_fraction)
+        for i in range(len(responses)):
+            for j in range(i + 1, len(responses)):
+                if rewards[i] == rewards[j]:
+                    continue
+                if split == "test":
+                    first = rewards[i] > rewards[j]
+                else:
+                    g = rng.gumbel(size=2)
+                    first = label_scale * rewards[i] + g[0] >= label_scale * rewards[j] + g[1]
+                c, r = (i, j) if first else (j, i)
+                rows[split].append({"prompt": q, "chosen": responses[c], "rejected": responses[r]})
+        if split == "test":
+            candidates.append({"prompt": q, "responses": responses, "rewards": rewards})
+    out.mkdir(parents=True, exist_ok=True)
+    for name, lines in (("train", rows["train"]), ("test", rows["test"]), ("candidates_test", candidates)):
+        with open(out / f"{name}.jsonl", "w", encoding="utf-8") as f:
+            f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in lines)
+    flips = sum(1 for r in rows["train"] if _true_reward(r, answers, category, "chosen")
+                < _true_reward(r, answers, category, "rejected"))
+    (out / "SOURCE.md").write_text(
+        write_policy_preferences.__doc__ + f"\nBuilt from {PACKAGE}=={VERSION}: label_scale {label_scale}, seed "
+        f"{seed}; {len(rows['train'])} training pairs ({flips} against the true order), {len(rows['test'])} test "
+        f"pairs, {len(candidates)} test candidate sets; {skipped} questions without a same-category answer "
+        "skipped.\n")
+    done.touch()
+    return out
+
+
+def _true_reward(row: dict, answers: dict, category: dict, field: str) -> float:
+    q, y = row["prompt"], row[field]
+    if y in answers[q]:
+        return 2.0
+    return 1.0 if any(y in answers[o] for o, c in category.items() if c == category[q]) else 0.0

@@ -25,7 +25,8 @@ from ranking_jax.losses._utils import (apply_weights, as_mask, masked_logsumexp,
 Array = jax.Array
 ReduceFn = Optional[Callable[..., Array]]
 
-__all__ = ["dpo_loss", "ipo_loss", "hinge_dpo_loss", "robust_dpo_loss", "madpo_weight", "madpo_loss", "mapo_loss",
+__all__ = ["dpo_loss", "ipo_loss", "hinge_dpo_loss", "robust_dpo_loss", "beta_dpo_loss", "madpo_weight", "madpo_loss",
+           "mapo_loss",
            "irpo_loss", "bradley_terry_loss", "soft_bradley_terry_loss"]
 
 
@@ -106,6 +107,43 @@ def robust_dpo_loss(policy_chosen_logps: Array, policy_rejected_logps: Array, re
     losses = ((1.0 - label_smoothing) * jax.nn.softplus(-z) - label_smoothing * jax.nn.softplus(z)) / (
         1.0 - 2.0 * label_smoothing)
     return _finish(losses, where, weights, reduce_fn)
+
+
+def beta_dpo_loss(policy_chosen_logps: Array, policy_rejected_logps: Array, reference_chosen_logps: Array,
+                  reference_rejected_logps: Array, *, beta: float = 0.1, alpha: float = 0.6, keep: float = 0.8,
+                  gap_mean: Optional[Array] = None, gap_std: Optional[Array] = None, where: Optional[Array] = None,
+                  weights: Optional[Array] = None, reduce_fn: ReduceFn = jnp.mean) -> Array:
+    r"""β-DPO-style loss (Wu et al., NeurIPS 2024, arXiv 2407.08639; official ``trainers.py::preference_loss``):
+    β-guided filtering and a batch-level β.
+
+    With the margins δ_i, their reference mean and std ``M0, σ0`` (``gap_mean``/``gap_std``; None: the batch's
+    own, as the official EMA with momentum 0), the ``keep`` fraction of valid pairs with the largest
+    :math:`\exp(-\tfrac12((\delta_i - M_0)/\sigma_0)^2)` is kept (the official code samples them
+    multinomially with those weights) and
+
+    .. math::  \beta' = \max(\beta\,(1 + \alpha(\bar\delta_{kept} - M_0)),\ 10^{-3}),\qquad
+               \ell_i = -\log\sigma(\mathrm{sg}(\beta')\,\delta_i)\ \text{on kept pairs (0 elsewhere)}.
+
+    ``reduce_fn=jnp.mean`` averages over the kept pairs.
+    """
+    if not 0.0 < keep <= 1.0:
+        raise ValueError(f"beta_dpo_loss: keep must be in (0, 1], got {keep}")
+    where = as_mask(where)
+    delta = _margin(policy_chosen_logps, policy_rejected_logps, reference_chosen_logps, reference_rejected_logps,
+                    where)
+    valid = jnp.ones(delta.shape, bool) if where is None else jnp.broadcast_to(where, delta.shape)
+    gap = jax.lax.stop_gradient(delta)
+    n = jnp.maximum(jnp.sum(valid), 1)
+    mean = jnp.sum(jnp.where(valid, gap, 0.0)) / n if gap_mean is None else gap_mean
+    std = (jnp.sqrt(jnp.sum(jnp.where(valid, (gap - mean) ** 2, 0.0)) / jnp.maximum(n - 1, 1))
+           if gap_std is None else gap_std)
+    closeness = jnp.where(valid, -jnp.abs(gap - mean) / jnp.maximum(std, 1e-12), -jnp.inf)
+    order = jnp.argsort(-closeness.reshape(-1), stable=True)
+    rank = jnp.zeros(order.shape, jnp.int32).at[order].set(jnp.arange(order.size, dtype=jnp.int32))
+    kept = valid & (rank.reshape(gap.shape) < jnp.ceil(keep * n))
+    kept_mean = jnp.sum(jnp.where(kept, gap, 0.0)) / jnp.maximum(jnp.sum(kept), 1)
+    beta_used = jax.lax.stop_gradient(jnp.maximum(beta * (1.0 + alpha * (kept_mean - mean)), 1e-3))
+    return _finish(jax.nn.softplus(-beta_used * delta), kept, weights, reduce_fn)
 
 
 def madpo_weight(chosen_rewards: Array, rejected_rewards: Array, *, c_max: float = 2.0, c_min: float = 0.5,

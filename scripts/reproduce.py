@@ -1,0 +1,257 @@
+"""Reproduces a paper table: runs the configs declared in ``configs/tables/NAME.py`` over their seeds and writes
+``tables/NAME.md`` (the paper's numbers beside ours, the claims under test with paired significance tests, and
+whether each holds at this scale) and ``tables/NAME.png``.
+
+    python scripts/reproduce.py --table listwise [--scale small|full] [--workdir workdirs/tables]
+
+A table module defines ``get_table(scale) -> types.SimpleNamespace`` with
+
+  title, paper (markdown: the published numbers and their source), notes (what this scale changes and costs),
+  seeds, rows ({row: {"config": "configs/x.py:arg", "overrides": {"a.b": v}}}, run in order; "{ROW}" in a string
+  override is ROW's workdir at the same seed), columns ([(label, summary key,
+  higher_is_better)]), claims ([{"text", "better", "worse", "column"[, "kind": "better" | "not_worse"]}]),
+  paired: "seed" (a claim's two rows compared seed by seed) or "query:RUNFILE" (per-query values written beside
+  RUNFILE by its evaluator, averaged over the seeds, compared query by query; optional unit: what a query is,
+  e.g. "prompts");
+
+and optionally ``prepare(scale)``, run first (e.g. to fetch data). Each (row, seed) run lives in
+``WORKDIR/NAME/SCALE/ROW/seed-S``; a finished run of the same resolved config is reused, an unfinished one
+resumes from its checkpoint, so an interrupted reproduction continues where it stopped. The test is the paired
+t-test (scipy.stats.ttest_rel, two-sided); a "better" claim holds when the difference has the claimed sign and
+p < 0.05, a "not_worse" claim unless the difference is significantly against it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import pathlib
+import platform
+import sys
+import time
+
+import numpy as np
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+ALPHA = 0.05
+
+
+def load_table(name: str):
+    """The module ``configs/tables/NAME.py`` (or the file NAME when it ends in .py)."""
+    import importlib.util
+    path = pathlib.Path(name) if name.endswith(".py") else ROOT / "configs" / "tables" / f"{name}.py"
+    if not path.is_file():
+        known = sorted(p.stem for p in path.parent.glob("*.py") if not p.stem.startswith("_"))
+        raise SystemExit(f"--table {name!r}: {path} does not exist; tables: {known}")
+    spec = importlib.util.spec_from_file_location(f"table_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def resolve(table, row: str, seed: int, workdirs: dict[str, pathlib.Path] | None = None):
+    """The locked experiment config of ``row`` at ``seed``; ``"{ROW}"`` in a string override becomes the
+    workdir of ``ROW``'s run at the same seed (``workdirs``), e.g. a reward model another row exported."""
+    from ranking_jax import main
+    spec = table.rows[row]
+    config = main.load_config(str(ROOT / spec["config"]))
+    overrides = {k: v.format_map(workdirs or {}) if isinstance(v, str) and "{" in v else v
+                 for k, v in spec.get("overrides", {}).items()}
+    config.lock()
+    for key, value in overrides.items():
+        try:
+            config.update_from_flattened_dict({key: value})
+        except (AttributeError, KeyError) as e:
+            if not key.startswith("model."):  # model fields are the model builder's keywords, an open set
+                raise SystemExit(f"table row {row!r}: override {key}={value!r}: {e}") from e
+            with config.unlocked():
+                config.update_from_flattened_dict({key: value})
+        except TypeError as e:
+            raise SystemExit(f"table row {row!r}: override {key}={value!r}: {e}") from e
+    config.seed = seed
+    return config
+
+
+def run_cell(config, workdir: pathlib.Path) -> tuple[dict, bool]:
+    """``(summary, reused)`` of ``config`` run in ``workdir`` (a finished run of the same config is reused)."""
+    from ranking_jax import experiment, main
+    resolved = json.dumps(config.to_dict(), indent=2, sort_keys=True, default=repr) + "\n"
+    summary_path, config_path = workdir / "summary.json", workdir / "config.json"
+    if config_path.exists() and config_path.read_text() != resolved:
+        raise SystemExit(f"{workdir} holds a run of a different config ({config_path}); delete that folder or "
+                         "pass another --workdir")
+    if summary_path.exists():
+        return json.loads(summary_path.read_text()), True
+    main.write_config(config, workdir)
+    return experiment.run_one(config, workdir, progress=False), False
+
+
+def paired_test(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float]:
+    """``(mean(a - b), t, p)`` of the two-sided paired t-test (t = p = nan when all differences are equal)."""
+    from scipy import stats
+    diff = np.asarray(a, np.float64) - np.asarray(b, np.float64)
+    if len(diff) < 2 or np.allclose(diff, diff[0]):
+        return float(diff.mean()), float("nan"), float("nan")
+    t, p = stats.ttest_rel(a, b)
+    return float(diff.mean()), float(t), float(p)
+
+
+def verdict(diff: float, p: float, higher_is_better: bool, kind: str = "better") -> str:
+    """``kind`` "better": ``better`` beats ``worse`` significantly; "not_worse": it is not significantly worse."""
+    right = diff > 0 if higher_is_better else diff < 0
+    if kind == "not_worse":
+        return "holds (not significantly worse)" if right or not p < ALPHA else "does not hold (significantly worse)"
+    if right and p < ALPHA:
+        return "holds"
+    if right:
+        return "same direction, not significant"
+    return "does not hold" + (" (significantly reversed)" if p < ALPHA else "")
+
+
+def per_query(workdirs: list[pathlib.Path], run_file: str, measure: str) -> dict[str, float]:
+    """``{query: value}`` of ``measure`` averaged over the runs (seeds) in ``workdirs``."""
+    from ranking_jax.evaluate import per_query_path
+    values: dict[str, list[float]] = {}
+    for w in workdirs:
+        for q, m in json.loads(per_query_path(w / run_file).read_text()).items():
+            values.setdefault(q, []).append(m[measure])
+    return {q: float(np.mean(v)) for q, v in values.items()}
+
+
+def evaluate_claims(table, results, workdirs) -> list[dict]:
+    columns = {label: (key, hib) for label, key, hib in table.columns}
+    out = []
+    for claim in table.claims:
+        key, hib = columns[claim["column"]]
+        better, worse = claim["better"], claim["worse"]
+        if table.paired == "seed":
+            a = np.array([results[better][s][key] for s in table.seeds])
+            b = np.array([results[worse][s][key] for s in table.seeds])
+            unit = f"{len(a)} seeds"
+        else:
+            run_file = table.paired.split(":", 1)[1]
+            measure = key.split("/", 1)[1]
+            qa = per_query([workdirs[better][s] for s in table.seeds], run_file, measure)
+            qb = per_query([workdirs[worse][s] for s in table.seeds], run_file, measure)
+            queries = sorted(qa)
+            a, b = np.array([qa[q] for q in queries]), np.array([qb[q] for q in queries])
+            unit = f"{len(a)} {getattr(table, 'unit', 'queries')} (mean of {len(table.seeds)} seeds)"
+        diff, t, p = paired_test(a, b)
+        out.append(dict(claim, diff=diff, t=t, p=p, unit=unit,
+                        verdict=verdict(diff, p, hib, claim.get("kind", "better"))))
+    return out
+
+
+def _fmt(x: float) -> str:
+    return "nan" if not np.isfinite(x) else (f"{x:.2g}" if abs(x) < 1e-3 and x != 0 else f"{x:.4f}")
+
+
+def markdown(table, name: str, scale: str, results, claims, *, wall_s: float, run_s: float, reused: int) -> str:
+    seeds = list(table.seeds)
+    n_runs = len(table.rows) * len(seeds)
+    lines = [f"# {table.title}", "",
+             f"`python scripts/reproduce.py --table {name} --scale {scale}` · scale **{scale}** · "
+             f"{datetime.date.today().isoformat()} · wall time {wall_s / 60:.1f} min for this invocation "
+             f"({n_runs - reused} of {n_runs} runs executed; the {n_runs} runs' own times sum to {run_s / 60:.1f} "
+             f"min) · {os.cpu_count()} CPU cores, {platform.machine()}, Python {platform.python_version()}", "",
+             "## Claims under test", ""]
+    lines += [f"- {c['text']}" for c in table.claims]
+    lines += ["", "## Published numbers", "", table.paper.strip(), "",
+              f"## Ours ({scale} scale): mean ± std over seeds {seeds}", "",
+              "| row | " + " | ".join(f"{label} {'↑' if hib else '↓'}" for label, _, hib in table.columns) + " |",
+              "|---|" + "---|" * len(table.columns)]
+    for row in table.rows:
+        cells = []
+        for _, key, _ in table.columns:
+            v = np.array([results[row][s][key] for s in seeds])
+            cells.append(f"{v.mean():.4f} ± {v.std(ddof=1) if len(v) > 1 else 0.0:.4f}")
+        lines.append(f"| {row} | " + " | ".join(cells) + " |")
+    label, key, _ = table.columns[0]
+    lines += ["", f"Per seed, {label}:", "", "| row | " + " | ".join(f"seed {s}" for s in seeds) + " |",
+              "|---|" + "---|" * len(seeds)]
+    lines += [f"| {row} | " + " | ".join(f"{results[row][s][key]:.4f}" for s in seeds) + " |" for row in table.rows]
+    lines += ["", f"## Paired tests (two-sided paired t-test, α = {ALPHA})", "",
+              "| claim | better | worse | metric | mean difference | t | p | paired over | verdict |",
+              "|---|---|---|---|---|---|---|---|---|"]
+    lines += [f"| {c['text']} | {c['better']} | {c['worse']} | {c['column']} | {_fmt(c['diff'])} | {_fmt(c['t'])} | "
+              f"{_fmt(c['p'])} | {c['unit']} | **{c['verdict']}** |" for c in claims]
+    held = [c for c in claims if c["verdict"].startswith("holds")]
+    lines += ["", "## What reproduces, what does not, and why", "",
+              f"{len(held)} of {len(claims)} claims hold at this scale."]
+    lines += [f"- {c['text']} ({c['better']} vs {c['worse']}, {c['column']}): {c['verdict']}, "
+              f"difference {_fmt(c['diff'])}, p = {_fmt(c['p'])}." for c in claims]
+    lines += ["", table.notes.strip(), ""]
+    return "\n".join(lines)
+
+
+def plot(table, results, path: pathlib.Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    rows, seeds = list(table.rows), list(table.seeds)
+    fig, axes = plt.subplots(1, len(table.columns), figsize=(4 + 0.45 * len(rows) * len(table.columns), 4.2),
+                             squeeze=False)
+    for ax, (label, key, hib) in zip(axes[0], table.columns):
+        values = np.array([[results[r][s][key] for s in seeds] for r in rows])
+        x = np.arange(len(rows))
+        ax.bar(x, values.mean(1), yerr=values.std(1, ddof=1) if len(seeds) > 1 else None, color="#8fb3d9",
+               capsize=3)
+        for j in range(len(seeds)):
+            ax.plot(x, values[:, j], "k.", ms=3)
+        lo, hi = values.min(), values.max()
+        ax.set_ylim(lo - 0.15 * (hi - lo + 1e-9), hi + 0.15 * (hi - lo + 1e-9))
+        ax.set_xticks(x, rows, rotation=60, ha="right", fontsize=8)
+        ax.set_title(f"{label} ({'higher' if hib else 'lower'} is better)", fontsize=9)
+    fig.suptitle(table.title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--table", required=True, help="NAME of configs/tables/NAME.py, or a table file path")
+    p.add_argument("--scale", default="small", choices=("small", "full"))
+    p.add_argument("--workdir", default=str(ROOT / "workdirs" / "tables"), help="root of the runs' workdirs")
+    p.add_argument("--out", default=str(ROOT / "tables"), help="where NAME.md and NAME.png go")
+    args = p.parse_args(argv)
+    module = load_table(args.table)
+    name = pathlib.Path(args.table).stem
+    table = module.get_table(args.scale)
+    if hasattr(module, "prepare"):
+        module.prepare(args.scale)
+    t0 = time.perf_counter()
+    results: dict[str, dict[int, dict]] = {}
+    workdirs: dict[str, dict[int, pathlib.Path]] = {}
+    run_s, reused = 0.0, 0
+    for row in table.rows:
+        for seed in table.seeds:
+            workdir_of = {r: pathlib.Path(args.workdir) / name / args.scale / r / f"seed-{seed}" for r in table.rows}
+            workdir = workdir_of[row]
+            summary, was_reused = run_cell(resolve(table, row, seed, workdir_of), workdir)
+            missing = [key for _, key, _ in table.columns if key not in summary.get("eval_after", {})]
+            if missing:
+                raise SystemExit(f"{workdir}/summary.json has no {missing}; its eval_after holds "
+                                 f"{sorted(summary.get('eval_after', {}))}: fix the table's columns")
+            results.setdefault(row, {})[seed] = summary["eval_after"]
+            workdirs.setdefault(row, {})[seed] = workdir
+            run_s += summary["timing"]["total_s"]
+            reused += was_reused
+            print(f"[{name}] {row} seed {seed}: "
+                  + ", ".join(f"{label} {summary['eval_after'][key]:.4f}" for label, key, _ in table.columns)
+                  + (" (reused)" if was_reused else f" ({summary['timing']['total_s']:.0f} s)"), flush=True)
+    claims = evaluate_claims(table, results, workdirs)
+    out = pathlib.Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    text = markdown(table, name, args.scale, results, claims, wall_s=time.perf_counter() - t0, run_s=run_s,
+                    reused=reused)
+    (out / f"{name}.md").write_text(text)
+    plot(table, results, out / f"{name}.png")
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

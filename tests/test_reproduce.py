@@ -1,0 +1,135 @@
+"""scripts/reproduce.py: paired tests against a NumPy/t-distribution derivation, and a two-row table end to end
+(per-seed values from the runs' summaries, the query-paired test recomputed from the per-query files, reuse)."""
+
+import importlib.util
+import json
+import math
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from helpers import ROOT, write_svmlight
+
+spec = importlib.util.spec_from_file_location("reproduce", ROOT / "scripts" / "reproduce.py")
+reproduce = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(reproduce)
+
+
+def test_paired_test_matches_hand_derivation():
+    a = np.array([0.61, 0.55, 0.70, 0.64, 0.58])
+    b = np.array([0.57, 0.56, 0.62, 0.60, 0.51])
+    d = a - b
+    t = d.mean() / (d.std(ddof=1) / math.sqrt(len(d)))
+    p = 2 * stats.t.sf(abs(t), df=len(d) - 1)
+    diff, t_ours, p_ours = reproduce.paired_test(a, b)
+    assert diff == pytest.approx(0.044, abs=1e-12)  # (0.04 - 0.01 + 0.08 + 0.04 + 0.07) / 5
+    assert t_ours == pytest.approx(t, rel=1e-12) and p_ours == pytest.approx(p, rel=1e-10)
+    assert math.isnan(reproduce.paired_test(a, a - 0.01)[2])  # constant differences: no test
+
+
+@pytest.mark.parametrize("diff,p,hib,kind,expected", [
+    (0.1, 0.01, True, "better", "holds"),
+    (0.1, 0.20, True, "better", "same direction, not significant"),
+    (-0.1, 0.20, True, "better", "does not hold"),
+    (-0.1, 0.01, True, "better", "does not hold (significantly reversed)"),
+    (-0.1, 0.01, False, "better", "holds"),  # lower is better (OPIS)
+    (-0.1, 0.20, True, "not_worse", "holds (not significantly worse)"),
+    (-0.1, 0.01, True, "not_worse", "does not hold (significantly worse)"),
+])
+def test_verdicts(diff, p, hib, kind, expected):
+    assert reproduce.verdict(diff, p, hib, kind) == expected
+
+
+TABLE = '''
+import types
+
+def get_table(scale="small"):
+    rows = {{name: {{"config": "configs/ltr_mlp.py:runlocal",
+                     "overrides": {{"loss": loss, "data.manual_dir": "{data}", "data.letor_config": "custom",
+                                    "train.num_steps": 20, "evals.measures": "nDCG@5 nDCG@10"}}}}
+             for name, loss in (("softmax", "losses.softmax_loss"), ("ranknet", "losses.pairwise_logistic_loss"))}}
+    return types.SimpleNamespace(
+        title="test table", paper="| a | b |", notes="notes here", seeds=[0, 1], rows=rows,
+        columns=[("nDCG@10", "rerank/nDCG@10", True), ("nDCG@5", "rerank/nDCG@5", True)],
+        paired="query:rerank.run",
+        claims=[{{"text": "softmax beats ranknet", "better": "softmax", "worse": "ranknet", "column": "nDCG@10"}}])
+'''
+
+
+def test_table_end_to_end(tmp_path, capsys):
+    data = write_svmlight(tmp_path / "letor", queries=10, docs=12, features=5)
+    table_file = tmp_path / "mini.py"
+    table_file.write_text(TABLE.format(data=data))
+    args = ["--table", str(table_file), "--workdir", str(tmp_path / "runs"), "--out", str(tmp_path / "tables")]
+    assert reproduce.main(args) == 0
+    md = (tmp_path / "tables" / "mini.md").read_text()
+    assert (tmp_path / "tables" / "mini.png").stat().st_size > 0
+
+    runs = tmp_path / "runs" / "mini" / "small"
+    per_seed = {(row, s): json.loads((runs / row / f"seed-{s}" / "summary.json").read_text())["eval_after"]
+                for row in ("softmax", "ranknet") for s in (0, 1)}
+    for row in ("softmax", "ranknet"):
+        v = np.array([per_seed[row, s]["rerank/nDCG@10"] for s in (0, 1)])
+        assert f"| {row} | {v.mean():.4f} ± {v.std(ddof=1):.4f} |" in md
+        assert f"| {row} | {v[0]:.4f} | {v[1]:.4f} |" in md
+
+    def per_query(row):  # mean over the seeds of each query's nDCG@10, read from the evaluator's files
+        files = [json.loads((runs / row / f"seed-{s}" / "rerank.run.per_query.json").read_text()) for s in (0, 1)]
+        for s, f in zip((0, 1), files):  # the files agree with the run's reported mean
+            assert np.mean([m["nDCG@10"] for m in f.values()]) == pytest.approx(per_seed[row, s]["rerank/nDCG@10"],
+                                                                              abs=1e-6)
+        return np.array([np.mean([f[q]["nDCG@10"] for f in files]) for q in sorted(files[0])])
+
+    a, b = per_query("softmax"), per_query("ranknet")
+    assert len(a) == 10
+    t, p = stats.ttest_rel(a, b)
+    line = next(line for line in md.splitlines() if line.startswith("| softmax beats ranknet |"))
+    assert f"| {reproduce._fmt(float(np.mean(a - b)))} | {reproduce._fmt(float(t))} | {reproduce._fmt(float(p))} |" \
+        in line
+    assert "10 queries (mean of 2 seeds)" in line
+
+    capsys.readouterr()
+    assert reproduce.main(args) == 0  # a second invocation reuses all four runs
+    assert capsys.readouterr().out.count("(reused)") == 4
+    assert "0 of 4 runs executed" in (tmp_path / "tables" / "mini.md").read_text()
+
+
+def test_bad_table_name_lists_tables():
+    with pytest.raises(SystemExit, match="tables: .*listwise.*madpo.*tcm"):
+        reproduce.load_table("no_such_table")
+
+
+@pytest.mark.parametrize("scale", ["small", "full"])
+def test_declared_tables_resolve(tmp_path, scale):
+    """Every declared row of the committed tables builds a locked config with its overrides applied ("{ROW}"
+    placeholders become that row's workdir)."""
+    for name in ("listwise", "tcm", "madpo"):
+        table = reproduce.load_table(name).get_table(scale)
+        workdirs = {r: tmp_path / r for r in table.rows}
+        rows = list(table.rows)
+        for row, spec in table.rows.items():
+            config = reproduce.resolve(table, row, 3, workdirs)
+            assert config.seed == 3
+            for key, value in spec.get("overrides", {}).items():
+                node = config
+                for part in key.split("."):
+                    node = node[part]
+                if isinstance(value, str) and "{" in value:
+                    source = value[1:value.index("}")]
+                    assert rows.index(source) < rows.index(row)  # the row it reads from runs first
+                    value = value.format_map(workdirs)
+                assert node == value, (name, row, key)
+        labels = {label for label, _, _ in table.columns}
+        assert all(c["better"] in table.rows and c["worse"] in table.rows and c["column"] in labels
+                   for c in table.claims)
+
+
+def test_misspelled_override_names_row_and_key():
+    import types
+    table = types.SimpleNamespace(rows={"x": {"config": "configs/ltr_mlp.py", "overrides": {"data.manul_dir": "a"}}})
+    with pytest.raises(SystemExit, match=r"table row 'x': override data.manul_dir='a'.*manual_dir"):
+        reproduce.resolve(table, "x", 0)
+    table.rows["x"]["overrides"] = {"train.num_steps": "many"}
+    with pytest.raises(SystemExit, match="train.num_steps"):
+        reproduce.resolve(table, "x", 0)
