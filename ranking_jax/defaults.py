@@ -7,7 +7,7 @@
     optimizer                            ranking_jax.optim.default_config()
     data                                 task-specific
     train                                num_steps, accum_steps, log/eval/checkpoint intervals
-    evals, early_stopping                measures; metric/patience/mode
+    evals, early_stopping                measures (text: retrieval, zero_shot collections); metric/patience/mode
     tcm                                  metric_learning: weight (0 off, 1 = L_base + L_TCM), m_pos/m_neg, lambdas
     preference.objective                 preference: "ranking" (any ranking loss on [B, 2]) | "dpo" (DPO family)
     resume, init                         resume order: workdir > resume > init (model.pretrained) > scratch
@@ -65,6 +65,7 @@ def text_ranking(family: str, *, collection: str = "chatterbot") -> ConfigDict:
     c.data.update({"collection": collection, "candidates": "bm25", "train_split": "train", "eval_split": "test", "max_eval_queries": 0,
                    "train_depth": 100, "eval_depth": 50, "query_length": 32, "doc_length": 128,
                    "max_positives": 1, "list_size": 8, "eval_list_size": 50, "batch_size": 8, "eval_batch_size": 8})
+    c.evals.zero_shot = ""  # comma-separated BEIR folders evaluated zero-shot (out of domain)
     finetune_optimizer(c, 3e-5)
     return c
 

@@ -74,15 +74,16 @@ def build_model(config, *, pretrained: bool = True) -> nnx.Module:
 
 
 # ------------------------------------------------------------------------------------ text ranking
-def _beir_source(config) -> pathlib.Path:
-    collection = config.data.collection
+def _beir_source(config, collection: str) -> pathlib.Path:
+    """The BEIR folder of ``collection``: ``"chatterbot"`` (written on first use) or a folder path."""
     if collection == "chatterbot":
         from ranking_jax.data import chatterbot
         return chatterbot.write_beir(data_cache(config, "chatterbot-beir"))
     path = pathlib.Path(collection)
     if not (path / "corpus.jsonl").is_file():
-        raise FileNotFoundError(f"config.data.collection={collection!r} is neither 'chatterbot' nor a BEIR folder "
-                                "holding corpus.jsonl, queries.jsonl and qrels/*.tsv")
+        raise FileNotFoundError(f"collection {collection!r} (config.data.collection or config.evals.zero_shot) is "
+                                "neither 'chatterbot' nor a BEIR folder holding corpus.jsonl, queries.jsonl and "
+                                "qrels/*.tsv")
     return path
 
 
@@ -112,28 +113,33 @@ def first_stage(spec: str, query_texts, corpus_texts, *, rows, depth: int, mesh,
     return data_lib.candidates_from_search(rows, top)
 
 
-def text_ranking_task(config, workdir: pathlib.Path, mesh, rules) -> Task:
-    """A BEIR-format collection: BM25 candidates, sampled training lists, re-ranking (and, for bi-encoders,
-    dense retrieval) on the held-out split's judged queries."""
+@dataclasses.dataclass
+class _Collection:
+    """A BEIR collection's splits, texts, token tables and (cached) first-stage candidates."""
+    src: Any
+    corpus_texts: Any
+    queries: Any
+    corpus: Any
+    query_table: Any
+    candidates: dict
+
+
+def _collection(config, collection: str, qrels_by_split: Callable, tokenizer, mesh, rules, *, splits: Sequence[str],
+                depth: int) -> tuple[_Collection, dict]:
+    """Loads ``collection`` (its ``splits`` must exist), the judged queries ``qrels_by_split(src) -> {split:
+    qrels}`` and the first stage's top ``depth`` for all of them (config.data.candidates, cached)."""
     d = config.data
-    family = config.model.name
-    if family not in TEXT_FAMILIES:
-        raise ValueError(f"config.model.name={family!r} is not a text ranking family {sorted(TEXT_FAMILIES)}")
-    source = _beir_source(config)
+    source = _beir_source(config, collection)
     builder = data_lib.prepare(data_lib.Beir, config="custom", data_dir=data_cache(config, str(source.resolve())),
                                manual_dir=source)
     src = builder.as_data_source()
-    for split in (d.train_split, d.eval_split):
+    for split in splits:
         if split not in src:
             raise ValueError(f"config.data: split {split!r} is not in {source} (has {sorted(src)})")
+    qrels = qrels_by_split(src)
     corpus_texts = data_lib.texts(src["corpus"])
     queries = data_lib.Texts(src["queries"])
-    tokenizer = data_lib.TextTokenizer(query_length=d.query_length, doc_length=d.doc_length,
-                                       colbert=family == "colbert")
-    train_qrels = data_lib.qrels_from_split(src[d.train_split])
-    eval_qrels = _limit(data_lib.qrels_from_split(src[d.eval_split]), d.max_eval_queries, config.seed)
-    depth = max(d.train_depth, d.eval_depth)
-    rows = sorted(set(train_qrels) | set(eval_qrels))
+    rows = sorted(set().union(*qrels.values()))
     cache = data_cache(config, f"{source.resolve()}|{d.candidates}|{depth}|{rows}") / "candidates.npz"
     if cache.exists():
         stored = np.load(cache)
@@ -145,32 +151,74 @@ def text_ranking_task(config, workdir: pathlib.Path, mesh, rules) -> Task:
         np.savez(cache, **{str(q): c for q, c in candidates.items()})
     corpus = data_lib.TokenTable(tokenizer, corpus_texts, max_tokens=d.doc_length)
     query_table = data_lib.TokenTable(tokenizer, data_lib.texts(src["queries"]), max_tokens=d.query_length)
-    train_records = data_lib.train_lists(train_qrels, candidates, depth=d.train_depth)
-    train_data = data_lib.text_pipeline(
-        train_records, family=family, queries=query_table, corpus=corpus, batch_size=d.batch_size,
-        list_size=d.list_size, train=True, seed=config.seed, max_positives=d.max_positives,
-        tokenizer=tokenizer).iterator()
+    return _Collection(src, corpus_texts, queries, corpus, query_table, candidates), qrels
 
-    query_ids = data_lib.id_list(src["queries"], "query_id")
-    doc_ids = data_lib.id_list(src["corpus"], "doc_id")
+
+def _evaluators(config, c: _Collection, eval_qrels: dict, tokenizer, workdir: pathlib.Path, mesh, rules, *,
+                prefix: str = "") -> dict:
+    """Re-ranking of the first stage's top ``eval_depth`` (and, for bi-encoders, dense retrieval) on the judged
+    queries ``eval_qrels``; evaluator names and run files start with ``prefix``."""
+    d, family = config.data, config.model.name
+    query_ids = data_lib.id_list(c.src["queries"], "query_id")
+    doc_ids = data_lib.id_list(c.src["corpus"], "doc_id")
     qrels = {query_ids[q]: {doc_ids[int(doc)]: int(lab) for doc, lab in zip(*judged)}
              for q, judged in eval_qrels.items()}
-    eval_cands = {q: c[:d.eval_depth] for q, c in candidates.items() if q in eval_qrels}
+    eval_cands = {q: cands[:d.eval_depth] for q, cands in c.candidates.items() if q in eval_qrels}
     eval_records = data_lib.eval_lists(eval_qrels, eval_cands, list_size=d.eval_list_size)
-    eval_pipeline = data_lib.text_pipeline(eval_records, family=family, queries=query_table, corpus=corpus,
+    eval_pipeline = data_lib.text_pipeline(eval_records, family=family, queries=c.query_table, corpus=c.corpus,
                                            batch_size=d.eval_batch_size, list_size=d.eval_list_size, train=False,
                                            tokenizer=tokenizer)
     measures = config.evals.measures
-    evaluators = {"rerank": evaluate.RerankEvaluator(
+    name = prefix.replace("/", "_")
+    evaluators = {f"{prefix}rerank": evaluate.RerankEvaluator(
         eval_pipeline, query_ids=query_ids, doc_id=lambda q, doc: doc_ids[doc], qrels=qrels, measures=measures,
-        mesh=mesh, rules=rules, run_path=workdir / "rerank.run")}
+        mesh=mesh, rules=rules, run_path=workdir / f"{name}rerank.run")}
     if family == "bi_encoder" and config.evals.retrieval:
         eval_rows = sorted(eval_qrels)
-        evaluators["retrieval"] = evaluate.RetrievalEvaluator(
-            query_tokens=tokenizer.encode_queries(queries[eval_rows]), query_rows=eval_rows,
-            doc_tokens=tokenizer.encode_docs(corpus_texts), query_ids=query_ids, doc_ids=doc_ids, qrels=qrels,
+        evaluators[f"{prefix}retrieval"] = evaluate.RetrievalEvaluator(
+            query_tokens=tokenizer.encode_queries(c.queries[eval_rows]), query_rows=eval_rows,
+            doc_tokens=tokenizer.encode_docs(c.corpus_texts), query_ids=query_ids, doc_ids=doc_ids, qrels=qrels,
             measures=measures, mesh=mesh, rules=rules, k=config.evals.retrieval_depth,
-            batch_size=d.eval_batch_size * d.eval_list_size, run_path=workdir / "retrieval.run")
+            batch_size=d.eval_batch_size * d.eval_list_size, run_path=workdir / f"{name}retrieval.run")
+    return evaluators
+
+
+def text_ranking_task(config, workdir: pathlib.Path, mesh, rules) -> Task:
+    """A BEIR-format collection: first-stage candidates, sampled training lists, re-ranking (and, for
+    bi-encoders, dense retrieval) on the held-out split's judged queries; the same evaluations zero-shot on each
+    collection of ``config.evals.zero_shot`` (comma-separated BEIR folders; their ``data.eval_split``; evaluators
+    ``<folder name>/rerank`` ...)."""
+    d = config.data
+    family = config.model.name
+    if family not in TEXT_FAMILIES:
+        raise ValueError(f"config.model.name={family!r} is not a text ranking family {sorted(TEXT_FAMILIES)}")
+    tokenizer = data_lib.TextTokenizer(query_length=d.query_length, doc_length=d.doc_length,
+                                       colbert=family == "colbert")
+
+    def own_qrels(src):
+        return {"train": data_lib.qrels_from_split(src[d.train_split]),
+                "eval": _limit(data_lib.qrels_from_split(src[d.eval_split]), d.max_eval_queries, config.seed)}
+
+    c, qrels = _collection(config, d.collection, own_qrels, tokenizer, mesh, rules,
+                           splits=(d.train_split, d.eval_split), depth=max(d.train_depth, d.eval_depth))
+    train_records = data_lib.train_lists(qrels["train"], c.candidates, depth=d.train_depth)
+    train_data = data_lib.text_pipeline(
+        train_records, family=family, queries=c.query_table, corpus=c.corpus, batch_size=d.batch_size,
+        list_size=d.list_size, train=True, seed=config.seed, max_positives=d.max_positives,
+        tokenizer=tokenizer).iterator()
+    evaluators = _evaluators(config, c, qrels["eval"], tokenizer, workdir, mesh, rules)
+
+    def target_qrels(src):
+        return {"eval": _limit(data_lib.qrels_from_split(src[d.eval_split]), d.max_eval_queries, config.seed)}
+
+    for collection in filter(None, config.evals.get("zero_shot", "").split(",")):
+        name = pathlib.Path(collection).name
+        if f"{name}/rerank" in evaluators:
+            raise ValueError(f"config.evals.zero_shot names two collections {name!r}; give distinct folders")
+        target, target_q = _collection(config, collection, target_qrels, tokenizer, mesh, rules,
+                                       splits=(d.eval_split,), depth=d.eval_depth)
+        evaluators.update(_evaluators(config, target, target_q["eval"], tokenizer, workdir, mesh, rules,
+                                      prefix=f"{name}/"))
     return Task(train_data, evaluators)
 
 

@@ -55,3 +55,28 @@ def test_quickstart_config_resolves():
     assert sorted(config.runs) == ["bi_encoder", "cross_encoder"]
     assert config.runs.cross_encoder.data.collection == "chatterbot"
     assert config.runs.bi_encoder.optimizer.total_steps == config.runs.bi_encoder.train.num_steps
+
+
+def test_zero_shot_collection_is_evaluated_like_trec_eval(tmp_path, shared_dir):
+    """``evals.zero_shot``: the trained model re-ranks another collection's first stage; its metrics equal
+    ir-measures (trec_eval) on the run file written for it and that collection's own qrels."""
+    import ir_measures
+
+    from ranking_jax.metrics import trec
+    cranfield = shared_dir / "data" / "cranfield"
+    config = load_config("cross_encoder", "runlocal")
+    config.data.cache_dir = str(tmp_path / "cache")
+    config.evals.zero_shot = str(cranfield)
+    summary = experiment.run_one(config, tmp_path / "run", progress=False)
+    run = trec.read_run(tmp_path / "run" / "cranfield_rerank.run")
+    assert len(run) == config.data.max_eval_queries
+    assert all(len(docs) <= config.data.eval_depth for docs in run.values())
+    qrels = {}
+    for line in (cranfield / "qrels" / "test.tsv").read_text().splitlines()[1:]:
+        q, d, rel = line.split("\t")
+        if q in run:
+            qrels.setdefault(q, {})[d] = int(rel)
+    expected = ir_measures.calc_aggregate([ir_measures.parse_measure("nDCG@10")], qrels, run)
+    assert summary["eval_after"]["cranfield/rerank/nDCG@10"] == pytest.approx(
+        expected[ir_measures.parse_measure("nDCG@10")], abs=1e-5)
+    assert "rerank/nDCG@10" in summary["eval_after"]  # the training collection's own evaluation is kept
