@@ -34,9 +34,7 @@ def get_config(arg=None):
     c.evals.measures = "nDCG@1 nDCG@5 nDCG@10"
     c.optimizer.name = "adam"
     c.optimizer.learning_rate = 1e-3
-    c.train.num_steps = a.steps
-    c.train.eval_every = 100
-    c.train.checkpoint_every = 100
+    c.train.update({"num_steps": a.steps, "eval_every": 100, "checkpoint_every": 100})
     if a.runlocal:
         defaults.smoke(c)
         c.model.hidden = (32, 16)

@@ -43,10 +43,7 @@ def get_config(arg=None):
     c.loss = LOSSES[a.loss]
     c.tcm.weight = 1.0 if a.tcm else 0.0
     c.optimizer.name = "adam"
-    c.train.num_steps = a.steps
-    c.train.log_every = 50
-    c.train.eval_every = 250
-    c.train.checkpoint_every = 250
+    c.train.update({"num_steps": a.steps, "log_every": 50, "eval_every": 250, "checkpoint_every": 250})
     if a.fashion_mnist:
         c.data.max_eval_images = 5000
     if a.runlocal:

@@ -59,10 +59,7 @@ def get_config(arg=None):
         c.data.reward_model = "minilm"
         c.loss_inputs.chosen_rewards = "chosen_score"
         c.loss_inputs.rejected_rewards = "rejected_score"
-    c.train.num_steps = a.steps
-    c.train.log_every = 10
-    c.train.eval_every = 100
-    c.train.checkpoint_every = 100
+    c.train.update({"num_steps": a.steps, "log_every": 10, "eval_every": 100, "checkpoint_every": 100})
     if a.runlocal:
         defaults.smoke(c)
         c.data.batch_size = 8

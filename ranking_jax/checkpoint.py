@@ -14,7 +14,10 @@ import pathlib
 from typing import Any
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
+
+from ranking_jax import defaults
 
 _log = logging.getLogger(__name__)
 
@@ -98,20 +101,16 @@ def export_params(params: Any, directory: str | pathlib.Path, *, config: Any) ->
     """Writes ``params.npz`` (one array per parameter path, :func:`jax.tree_util.keystr`) and the run's
     ``config.json`` to ``directory``: a model without a Hugging Face layout (e.g. an MLP reward model), which
     ``ranking_jax.experiment.load_exported`` rebuilds."""
-    import json
-
-    import numpy as np
     directory = pathlib.Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     leaves = jax.tree_util.tree_leaves_with_path(jax.device_get(params))
     np.savez(directory / PARAMS_FILE, **{jax.tree_util.keystr(path): np.asarray(v) for path, v in leaves})
-    (directory / "config.json").write_text(json.dumps(config.to_dict(), indent=2, sort_keys=True, default=repr) + "\n")
+    (directory / "config.json").write_text(defaults.config_json(config))
     return directory
 
 
 def import_params(params: Any, directory: str | pathlib.Path) -> Any:
     """``params`` (the template's structure) with the arrays of :func:`export_params`'s ``params.npz``."""
-    import numpy as np
     path = pathlib.Path(directory) / PARAMS_FILE
     with np.load(path) as saved:
         stored = {k: saved[k] for k in saved.files}

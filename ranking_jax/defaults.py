@@ -15,9 +15,16 @@
 
 from __future__ import annotations
 
+import json
+
 from ml_collections import ConfigDict
 
 from ranking_jax import optim
+
+
+def config_json(config: ConfigDict) -> str:
+    """The resolved config as JSON (FieldReferences evaluated, keys sorted): what ``config.json`` holds."""
+    return json.dumps(config.to_dict(), indent=2, sort_keys=True, default=repr) + "\n"
 
 
 def parse_arg(arg: str | None, **defaults):

@@ -90,15 +90,20 @@ class _RunEvaluator:
     def __call__(self, model) -> dict[str, float]:
         run = self.run(model)
         per_query = trec.evaluate_per_query(self.qrels, run, self.measures)
-        if self.run_path is not None:
-            trec.write_run(self.run_path, run, tag=self.tag)
-            per_query_path(self.run_path).write_text(json.dumps(per_query, indent=1) + "\n")
-        return trec.aggregate(per_query)
+        return _finish_run(self.run_path, run, per_query, tag=self.tag)
 
 
 def per_query_path(run_path: Union[str, pathlib.Path]) -> pathlib.Path:
     """Where a run evaluator writes ``{query_id: {measure: value}}`` beside its run file."""
     return pathlib.Path(f"{run_path}.per_query.json")
+
+
+def _finish_run(run_path, run, per_query: Mapping[str, Mapping[str, float]], *, tag: str) -> dict[str, float]:
+    """Writes ``run`` and ``per_query`` (when ``run_path`` is set) and returns the means over queries."""
+    if run_path is not None:
+        trec.write_run(run_path, run, tag=tag)
+        per_query_path(run_path).write_text(json.dumps(per_query, indent=1) + "\n")
+    return trec.aggregate(per_query)
 
 
 class RerankEvaluator(_RunEvaluator):
@@ -310,10 +315,7 @@ class PolicyEvaluator:
             pi /= pi.sum()
             per_prompt[f"p{p}"] = {"expected_reward": float(pi @ r), "greedy_reward": float(r[np.argmax(s)])}
             run[f"p{p}"] = {f"c{j}": float(v) for j, v in enumerate(s)}
-        if self.run_path is not None:
-            trec.write_run(self.run_path, run, tag="policy")
-            per_query_path(self.run_path).write_text(json.dumps(per_prompt, indent=1) + "\n")
-        return trec.aggregate(per_prompt)
+        return _finish_run(self.run_path, run, per_prompt, tag="policy")
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

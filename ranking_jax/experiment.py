@@ -328,14 +328,18 @@ def preference_objective(loss: Callable, *, objective: str, loss_inputs: Mapping
     return fn
 
 
+def sentence_encoder(pretrained: str):
+    """The frozen mean-pooled, L2-normalized sentence encoder ``pretrained`` (``"minilm"`` or a directory)."""
+    from ranking_jax.encode import TextEncoder
+    from ranking_jax.models._common import resolve_pretrained
+    return TextEncoder(resolve_pretrained(pretrained), pooling="mean", normalize=True, max_length=128)
+
+
 def similarity_reward(pretrained: str, *, scale: float = 20.0) -> Callable[[list, list], np.ndarray]:
     """A frozen reward model ``(prompts, responses) -> scale * cos(e(prompt), e(response))`` with the zero-shot
     mean-pooled sentence encoder ``pretrained`` (``"minilm"``: all-MiniLM-L6-v2, trained with a contrastive loss at
     scale 20, so reward differences are that loss's logits)."""
-    from ranking_jax.encode import TextEncoder
-    from ranking_jax.models._common import resolve_pretrained
-
-    encoder = TextEncoder(resolve_pretrained(pretrained), pooling="mean", normalize=True, max_length=128)
+    encoder = sentence_encoder(pretrained)
 
     def reward(prompts, responses):
         texts = sorted(set(prompts) | set(responses))
@@ -391,17 +395,13 @@ def sentence_features(config, rows: Sequence[Mapping[str, str]]) -> np.ndarray:
     """``[N, 2, 3D]`` features ``[e(x), e(y), e(x) * e(y)]`` of (prompt, chosen) and (prompt, rejected), ``e`` the
     frozen sentence encoder ``config.data.features`` (mean-pooled, L2-normalized; ``"minilm"``:
     all-MiniLM-L6-v2). Embeddings are cached under :func:`data_cache` per set of texts."""
-    from ranking_jax.models._common import resolve_pretrained
     texts = sorted({r[k] for r in rows for k in ("prompt", "chosen", "rejected")})
     digest = hashlib.sha1("\n".join(texts).encode()).hexdigest()
     path = data_cache(config, f"sentence-features|{config.data.features}|{digest}") / "embeddings.npy"
     if path.exists():
         emb = np.load(path)
     else:
-        from ranking_jax.encode import TextEncoder
-        encoder = TextEncoder(resolve_pretrained(config.data.features), pooling="mean", normalize=True,
-                              max_length=128)
-        emb = encoder.encode(texts)
+        emb = sentence_encoder(config.data.features).encode(texts)
         path.parent.mkdir(parents=True, exist_ok=True)
         np.save(path, emb)
     row = {t: i for i, t in enumerate(texts)}
@@ -434,8 +434,9 @@ def preference_task(config, workdir: pathlib.Path, mesh, rules) -> Task:
     Data: ``config.data.manual_dir`` (``train.jsonl``/``test.jsonl``) or, when empty, the ChatterBot synthetic
     preference set (:func:`ranking_jax.data.chatterbot.write_preferences`). ``config.data.reward_model`` adds
     reward-model scores (``chosen_score``/``rejected_score``, e.g. for MADPO): ``"minilm"`` (zero-shot
-    similarity, :func:`similarity_reward`) or the directory of an exported cross-encoder (a reward model trained
-    here, :func:`cross_encoder_reward`). A ``candidates_<eval split>.jsonl`` in ``manual_dir`` (``{prompt,
+    similarity, :func:`similarity_reward`) or the ``export_dir`` of a run that trained one (:func:`trained_reward`).
+    With ``config.data.features`` the model is an MLP over frozen sentence features (:func:`sentence_features`)
+    instead of a cross-encoder. A ``candidates_<eval split>.jsonl`` in ``manual_dir`` (``{prompt,
     responses, rewards}`` lines) adds the ``policy`` evaluator (:class:`ranking_jax.evaluate.PolicyEvaluator`).
     DPO's reference is the initial model (``build_model(config)``), scored once over both splits before training
     and carried in the batches as ``reference_scores`` ``[B, 2]``.
@@ -447,17 +448,27 @@ def preference_task(config, workdir: pathlib.Path, mesh, rules) -> Task:
                          "[CLS] prompt [SEP] response [SEP] pairs with 'cross_encoder', or frozen sentence features "
                          "(config.data.features) with 'mlp_ranker'")
     tokenizer = data_lib.TextTokenizer()
+    split_features: dict[str, np.ndarray] = {}
+
+    def features_of(split_or_rows) -> np.ndarray:
+        """:func:`sentence_features` of a split (computed once per split) or of rows."""
+        if isinstance(split_or_rows, str) and split_or_rows in split_features:
+            return split_features[split_or_rows]
+        rows = src[split_or_rows] if isinstance(split_or_rows, str) else split_or_rows
+        decoded = [{k: v.decode() if isinstance(v, bytes) else v for k, v in rows[i].items()} for i in range(len(rows))]
+        out = sentence_features(config, decoded)
+        if isinstance(split_or_rows, str):
+            split_features[split_or_rows] = out
+        return out
 
     def pipeline(split_or_rows, *, train: bool = False, extra=None):
         rows = src[split_or_rows] if isinstance(split_or_rows, str) else split_or_rows
-        if features:
-            decoded = [{k: v.decode() if isinstance(v, bytes) else v for k, v in rows[i].items()}
-                       for i in range(len(rows))]
-            extra = dict(extra or {}, features=sentence_features(config, decoded))
+        if features:  # the MLP reads only the features: no token arrays
+            extra = dict(extra or {}, features=features_of(split_or_rows))
         return data_lib.preference_pipeline(
             rows, batch_size=d.batch_size if train else d.eval_batch_size, train=train, seed=config.seed,
             prompt_length=d.prompt_length, response_length=d.response_length, tokenizer=tokenizer, pairs=True,
-            extra=extra)
+            text=not features, extra=extra)
 
     reward, version = None, ""
     if d.reward_model == "minilm":
@@ -487,7 +498,7 @@ def preference_task(config, workdir: pathlib.Path, mesh, rules) -> Task:
     extra = {d.train_split: None, d.eval_split: None}
     if features:  # the MLP's input width, before the reference model is built
         with config.unlocked():
-            config.model.num_features = int(pipeline(d.train_split)[0]["features"].shape[-1])
+            config.model.num_features = int(features_of(d.train_split).shape[-1])
     if p.objective == "dpo":
         reference = build_model(config)  # the initial model: same pretrained weights and seed as the policy's
         for split in extra:

@@ -9,7 +9,6 @@ the wrong type with the field and both types. The resolved config is written to 
 from __future__ import annotations
 
 import importlib.util
-import json
 import pathlib
 import sys
 
@@ -22,22 +21,29 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for config.json, chec
 flags.mark_flags_as_required(["config", "workdir"])
 
 
+def load_module(path: str | pathlib.Path):
+    """The Python file ``path`` as a module (config, table and script files are not a package)."""
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist")
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def load_config(spec: str):
     """``"configs/x.py[:arg]"`` -> that file's ``get_config(arg)`` (what ``--config`` loads, without flags)."""
     path, _, arg = str(spec).partition(":")
-    if not pathlib.Path(path).is_file():
-        raise FileNotFoundError(f"config file {path!r} (from {spec!r}) does not exist")
-    module_spec = importlib.util.spec_from_file_location(pathlib.Path(path).stem, path)
-    module = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(module)
-    return module.get_config(arg or None)
+    return load_module(path).get_config(arg or None)
 
 
 def write_config(config, workdir: pathlib.Path) -> pathlib.Path:
-    """Writes the resolved config as JSON (FieldReferences evaluated)."""
+    """Writes the resolved config as JSON (:func:`ranking_jax.defaults.config_json`)."""
+    from ranking_jax import defaults  # jax-heavy; after the flags parse
     workdir.mkdir(parents=True, exist_ok=True)
     path = workdir / "config.json"
-    path.write_text(json.dumps(config.to_dict(), indent=2, sort_keys=True, default=repr) + "\n")
+    path.write_text(defaults.config_json(config))
     return path
 
 

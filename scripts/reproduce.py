@@ -40,15 +40,12 @@ ALPHA = 0.05
 
 def load_table(name: str):
     """The module ``configs/tables/NAME.py`` (or the file NAME when it ends in .py)."""
-    import importlib.util
+    from ranking_jax import main
     path = pathlib.Path(name) if name.endswith(".py") else ROOT / "configs" / "tables" / f"{name}.py"
     if not path.is_file():
         known = sorted(p.stem for p in path.parent.glob("*.py") if not p.stem.startswith("_"))
         raise SystemExit(f"--table {name!r}: {path} does not exist; tables: {known}")
-    spec = importlib.util.spec_from_file_location(f"table_{name}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return main.load_module(path)
 
 
 def resolve(table, row: str, seed: int, workdirs: dict[str, pathlib.Path] | None = None):
@@ -76,8 +73,8 @@ def resolve(table, row: str, seed: int, workdirs: dict[str, pathlib.Path] | None
 
 def run_cell(config, workdir: pathlib.Path) -> tuple[dict, bool]:
     """``(summary, reused)`` of ``config`` run in ``workdir`` (a finished run of the same config is reused)."""
-    from ranking_jax import experiment, main
-    resolved = json.dumps(config.to_dict(), indent=2, sort_keys=True, default=repr) + "\n"
+    from ranking_jax import defaults, experiment, main
+    resolved = defaults.config_json(config)
     summary_path, config_path = workdir / "summary.json", workdir / "config.json"
     if config_path.exists() and config_path.read_text() != resolved:
         raise SystemExit(f"{workdir} holds a run of a different config ({config_path}); delete that folder or "
@@ -132,7 +129,7 @@ def evaluate_claims(table, results, workdirs) -> list[dict]:
             unit = f"{len(a)} seeds"
         else:
             run_file = table.paired.split(":", 1)[1]
-            measure = key.split("/", 1)[1]
+            measure = key.rsplit("/", 1)[-1]  # "<evaluator>/<measure>", evaluator names may nest
             qa = per_query([workdirs[better][s] for s in table.seeds], run_file, measure)
             qb = per_query([workdirs[worse][s] for s in table.seeds], run_file, measure)
             queries = sorted(qa)
@@ -223,20 +220,20 @@ def main(argv=None) -> int:
     if hasattr(module, "prepare"):
         module.prepare(args.scale)
     t0 = time.perf_counter()
+    root = pathlib.Path(args.workdir) / name / args.scale
+    workdirs = {r: {s: root / r / f"seed-{s}" for s in table.seeds} for r in table.rows}
     results: dict[str, dict[int, dict]] = {}
-    workdirs: dict[str, dict[int, pathlib.Path]] = {}
     run_s, reused = 0.0, 0
     for row in table.rows:
         for seed in table.seeds:
-            workdir_of = {r: pathlib.Path(args.workdir) / name / args.scale / r / f"seed-{seed}" for r in table.rows}
-            workdir = workdir_of[row]
-            summary, was_reused = run_cell(resolve(table, row, seed, workdir_of), workdir)
+            workdir = workdirs[row][seed]
+            same_seed = {r: workdirs[r][seed] for r in table.rows}
+            summary, was_reused = run_cell(resolve(table, row, seed, same_seed), workdir)
             missing = [key for _, key, _ in table.columns if key not in summary.get("eval_after", {})]
             if missing:
                 raise SystemExit(f"{workdir}/summary.json has no {missing}; its eval_after holds "
                                  f"{sorted(summary.get('eval_after', {}))}: fix the table's columns")
             results.setdefault(row, {})[seed] = summary["eval_after"]
-            workdirs.setdefault(row, {})[seed] = workdir
             run_s += summary["timing"]["total_s"]
             reused += was_reused
             print(f"[{name}] {row} seed {seed}: "

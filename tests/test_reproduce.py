@@ -1,7 +1,6 @@
 """scripts/reproduce.py: paired tests against a NumPy/t-distribution derivation, and a two-row table end to end
 (per-seed values from the runs' summaries, the query-paired test recomputed from the per-query files, reuse)."""
 
-import importlib.util
 import json
 import math
 
@@ -10,10 +9,9 @@ import pytest
 from scipy import stats
 
 from helpers import ROOT, write_svmlight
+from ranking_jax import main
 
-spec = importlib.util.spec_from_file_location("reproduce", ROOT / "scripts" / "reproduce.py")
-reproduce = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(reproduce)
+reproduce = main.load_module(ROOT / "scripts" / "reproduce.py")
 
 
 def test_paired_test_matches_hand_derivation():

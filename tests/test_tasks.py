@@ -239,7 +239,8 @@ def test_policy_preferences_rewards_and_label_noise(tmp_path):
             assert [reward(obj["prompt"], y) for y in obj["responses"]] == obj["rewards"]
             assert sorted(obj["rewards"]) == [0.0, 0.0, 1.0, 2.0]
         deltas = np.array([reward(r["prompt"], r["chosen"]) - reward(r["prompt"], r["rejected"]) for r in train])
-        assert len(train) == 5 * (len(train) // 5) and set(np.abs(deltas)) == {1.0, 2.0}
+        assert len(train) == 5 * len({r["prompt"] for r in train})  # every pair of a 4-candidate set but 0-vs-0
+        assert set(np.abs(deltas)) == {1.0, 2.0}
         expected = np.mean(1.0 / (1.0 + np.exp(scale * np.abs(deltas))))  # P(flip) = sigmoid(-s |dr|)
         n = len(deltas)
         assert abs(np.mean(deltas < 0) - expected) < 4 * math.sqrt(expected * (1 - expected) / n), scale

@@ -7,7 +7,6 @@ Every row is ``configs/ltr_mlp.py`` with one changed line, ``loss``: the same ML
 dropout 0.1, per-query z-normalized features), data, optimizer (Adam 1e-3) and steps.
 """
 
-import importlib.util
 import pathlib
 import types
 
@@ -95,8 +94,5 @@ def get_table(scale: str = "small") -> types.SimpleNamespace:
 def prepare(scale: str) -> None:
     """Fetches the MSLR samples (the rankeval sdist from PyPI) once, for the small scale."""
     if scale == "small" and not (SAMPLE_DIR / "msn1.fold1.train.5k.txt").exists():
-        script = ROOT / "scripts" / "prepare_mslr_sample.py"
-        spec = importlib.util.spec_from_file_location("prepare_mslr_sample", script)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        module.fetch(SAMPLE_DIR)
+        from ranking_jax import main
+        main.load_module(ROOT / "scripts" / "prepare_mslr_sample.py").fetch(SAMPLE_DIR)

@@ -42,7 +42,7 @@ samples continuations; here the policy is a softmax over 4 fixed candidate respo
 {policy}, so log π(y|x) = s(x, y) - logsumexp s and the DPO margin is exactly the score margin, and the expected
 reward Σ π(y|x) r*(x, y) is computed exactly on the {n_test} held-out ChatterBot questions. Data: the ChatterBot
 corpus (PyPI): for a question, r* = 2 for its own answer, 1 for an answer within its category, 0 for two answers
-from other categories; quality tiers are label noise, s = 4 / 1 / 0.25 (0.9% / 21% / 41% of the 2,925 training
+from other categories; quality tiers are label noise, s = 4 / 1 / 0.25 (1.2% / 22% / 43% of the 2,925 training
 pairs against the true order), not the paper's mix of policy samples and human reviews. The reward scale is
 [0, 2] (a uniform policy scores 0.75). The β-DPO baseline is "β-DPO-style": batch-level β and β-guided filtering
 (keep 80%, α = 0.6) with the batch's own margin statistics in place of the official EMA (momentum 0.9) and

@@ -171,7 +171,7 @@ def write_policy_preferences(out_dir: str | pathlib.Path, *, label_scale: float,
     qids = {q: f"q{i}" for i, q in enumerate(answers)}  # the ids of write_beir
     rng = np.random.default_rng(seed)
     rows: dict[str, list[dict]] = {"train": [], "test": []}
-    candidates, skipped = [], 0
+    candidates, skipped, flips = [], 0, 0
     for q in answers:
         own = set(answers[q])
         same = [a for o in by_category[category[q]] if o != q for a in answers[o] if a not in own]
@@ -194,6 +194,7 @@ def write_policy_preferences(out_dir: str | pathlib.Path, *, label_scale: float,
                 else:
                     g = rng.gumbel(size=2)
                     first = label_scale * rewards[i] + g[0] >= label_scale * rewards[j] + g[1]
+                    flips += first != (rewards[i] > rewards[j])
                 c, r = (i, j) if first else (j, i)
                 rows[split].append({"prompt": q, "chosen": responses[c], "rejected": responses[r]})
         if split == "test":
@@ -202,8 +203,6 @@ def write_policy_preferences(out_dir: str | pathlib.Path, *, label_scale: float,
     for name, lines in (("train", rows["train"]), ("test", rows["test"]), ("candidates_test", candidates)):
         with open(out / f"{name}.jsonl", "w", encoding="utf-8") as f:
             f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in lines)
-    flips = sum(1 for r in rows["train"] if _true_reward(r, answers, category, "chosen")
-                < _true_reward(r, answers, category, "rejected"))
     (out / "SOURCE.md").write_text(
         write_policy_preferences.__doc__ + f"\nBuilt from {PACKAGE}=={VERSION}: label_scale {label_scale}, seed "
         f"{seed}; {len(rows['train'])} training pairs ({flips} against the true order), {len(rows['test'])} test "
@@ -212,9 +211,3 @@ def write_policy_preferences(out_dir: str | pathlib.Path, *, label_scale: float,
     done.touch()
     return out
 
-
-def _true_reward(row: dict, answers: dict, category: dict, field: str) -> float:
-    q, y = row["prompt"], row[field]
-    if y in answers[q]:
-        return 2.0
-    return 1.0 if any(y in answers[o] for o, c in category.items() if c == category[q]) else 0.0

@@ -309,14 +309,15 @@ def image_pipeline(source, *, batch_size: int, train: bool, seed: int = 0, num_e
 
 def preference_pipeline(source, *, batch_size: int, train: bool, seed: int = 0, num_epochs: int | None = None,
                         prompt_length: int = 64, response_length: int = 128,
-                        tokenizer: TextTokenizer | None = None, pairs: bool = False,
+                        tokenizer: TextTokenizer | None = None, pairs: bool = False, text: bool = True,
                         extra: Mapping[str, np.ndarray] | None = None,
                         shard: tuple[int, int] | None = None) -> Pipeline:
     """Batches of a ``preference`` split: prompt/chosen/rejected ``*_ids``/``*_mask`` ([CLS] text [SEP]),
     ``chosen_score``/``rejected_score`` (when the split has scores), ``tie`` [B], and as a list of two,
     ``labels`` [B, 2] = (1, 0) ((1, 1) for ties) with ``mask`` [B, 2] False on padding rows.
 
-    ``pairs=True`` gives cross-encoder inputs instead of the token arrays (:func:`preference_pairs`).
+    ``pairs=True`` gives cross-encoder inputs instead of the token arrays (:func:`preference_pairs`);
+    ``text=False`` gives no token arrays at all (a model that reads only ``extra`` fields).
     ``extra`` adds per-row float arrays ``{key: [N, ...]}`` (row ``i`` of the split) to the batches as
     ``key`` ``[B, ...]``, 0 on padding rows (e.g. precomputed reference-model scores).
     """
@@ -337,7 +338,8 @@ def preference_pipeline(source, *, batch_size: int, train: bool, seed: int = 0, 
         real = [i for i, r in enumerate(rs) if "pad" not in r]
         out = {"tie": np.zeros(local, bool), "labels": np.zeros((local, 2), np.float32),
                "mask": np.zeros((local, 2), bool)}
-        for field, length in (("prompt", prompt_length), ("chosen", response_length), ("rejected", response_length)):
+        fields = (("prompt", prompt_length), ("chosen", response_length), ("rejected", response_length))
+        for field, length in fields if text else ():
             enc = tok.encode([rs[i][field] for i in real], length=length)
             for name in ("ids", "mask"):
                 out[f"{field}_{name}"] = np.zeros((local, length), np.int32)
@@ -353,11 +355,11 @@ def preference_pipeline(source, *, batch_size: int, train: bool, seed: int = 0, 
             out["tie"][i] = rs[i]["tie"]
             out["labels"][i] = (1.0, 1.0 if rs[i]["tie"] else 0.0)
             out["mask"][i] = True
-        return preference_pairs(out) if pairs else out
+        return preference_pairs(out) if pairs and text else out
 
     return _build(rows, batch_size=batch_size, train=train, seed=seed, num_epochs=num_epochs, shard=shard,
                   batch_fn=stack, options={"kind": "preference", "lengths": [prompt_length, response_length],
-                                           "pairs": pairs, "extra": sorted(extra)})
+                                           "pairs": pairs, "text": text, "extra": sorted(extra)})
 
 
 def preference_pairs(batch: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -138,8 +138,7 @@ def beta_dpo_loss(policy_chosen_logps: Array, policy_rejected_logps: Array, refe
     std = (jnp.sqrt(jnp.sum(jnp.where(valid, (gap - mean) ** 2, 0.0)) / jnp.maximum(n - 1, 1))
            if gap_std is None else gap_std)
     closeness = jnp.where(valid, -jnp.abs(gap - mean) / jnp.maximum(std, 1e-12), -jnp.inf)
-    order = jnp.argsort(-closeness.reshape(-1), stable=True)
-    rank = jnp.zeros(order.shape, jnp.int32).at[order].set(jnp.arange(order.size, dtype=jnp.int32))
+    rank = jnp.argsort(jnp.argsort(-closeness.reshape(-1), stable=True))  # 0 = closest to M0
     kept = valid & (rank.reshape(gap.shape) < jnp.ceil(keep * n))
     kept_mean = jnp.sum(jnp.where(kept, gap, 0.0)) / jnp.maximum(jnp.sum(kept), 1)
     beta_used = jax.lax.stop_gradient(jnp.maximum(beta * (1.0 + alpha * (kept_mean - mean)), 1e-3))
