@@ -3,10 +3,10 @@
     seed, name, task                     what runs (task: text_ranking | letor | metric_learning | preference)
     mesh, sharding_rules                 e.g. [("data", -1), ("model", 1)], "default" | "fsdp" | [(logical, axis)]
     model.name + builder keywords        registry "models.<name>"
-    loss, loss_inputs                    registry spec; {loss kwarg: batch key}
+    loss, loss_labels, loss_inputs       registry spec; batch key of its 2nd argument; {loss kwarg: batch key}
     optimizer                            ranking_jax.optim.default_config()
     data                                 task-specific
-    train                                num_steps, accum_steps, log/eval/checkpoint intervals
+    train                                num_steps, accum_steps, log/eval/checkpoint intervals, eval_before
     evals, early_stopping                measures (text: retrieval, zero_shot collections); metric/patience/mode
     tcm                                  metric_learning: weight (0 off, 1 = L_base + L_TCM), m_pos/m_neg, lambdas
     preference.objective                 preference: "ranking" (any ranking loss on [B, 2]) | "dpo" (DPO family)
@@ -50,12 +50,13 @@ def base(task: str) -> ConfigDict:
     c.sharding_rules = "default"
     c.model = ConfigDict({"name": ""})
     c.loss = "losses.softmax_loss"
+    c.loss_labels = "labels"  # batch key of the loss's 2nd argument: "teacher_scores" for distillation losses
     c.loss_inputs = ConfigDict()
     c.optimizer = optim.default_config()
     c.data = ConfigDict({"batch_size": 8, "list_size": 8, "eval_batch_size": 8, "eval_list_size": 32,
                          "cache_dir": ""})
     c.train = ConfigDict({"num_steps": 100, "accum_steps": 1, "log_every": 10, "eval_every": 0,
-                          "checkpoint_every": 50, "keep_checkpoints": 2})
+                          "checkpoint_every": 50, "keep_checkpoints": 2, "eval_before": True})
     c.evals = ConfigDict({"measures": "nDCG@10 RR@10", "retrieval": True, "retrieval_depth": 100})
     c.early_stopping = ConfigDict({"metric": "", "patience": 0, "mode": "max"})
     c.resume = ""
@@ -73,6 +74,10 @@ def text_ranking(family: str, *, collection: str = "chatterbot") -> ConfigDict:
                    "train_depth": 100, "eval_depth": 50, "query_length": 32, "doc_length": 128,
                    "max_positives": 1, "list_size": 8, "eval_list_size": 50, "batch_size": 8, "eval_batch_size": 8})
     c.evals.zero_shot = ""  # comma-separated BEIR folders evaluated zero-shot (out of domain)
+    # distillation: comma-separated dirs of exported teacher models (their scores are averaged, the paper's T2
+    # ensemble); training then uses teacher_per_query scored (positive, hard negative) triples per query
+    c.data.teacher = ""
+    c.data.teacher_per_query = 2
     finetune_optimizer(c, 3e-5)
     return c
 

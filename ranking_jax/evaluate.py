@@ -29,7 +29,7 @@ from ranking_jax.data.pipeline import trim_padding
 from ranking_jax.metrics import trec
 
 __all__ = ["RerankEvaluator", "RetrievalEvaluator", "EmbeddingEvaluator", "PreferenceEvaluator", "PolicyEvaluator",
-           "exact_topk", "main"]
+           "exact_topk", "score_lists", "main"]
 
 
 # ----------------------------------------------------------------------------------------- evaluators
@@ -72,6 +72,14 @@ def _collect(fn: Callable, model, batches: Batches, rows: Callable, mesh, rules
     if not outputs:
         raise ValueError("the evaluation split yielded no batches")
     return np.concatenate(outputs), {k: np.concatenate(v) for k, v in fields.items()}
+
+
+def score_lists(model, batches: Batches, *, mesh, rules=sharding.DEFAULT_RULES) -> np.ndarray:
+    """``model(batch) -> [B, L]`` (dropout off) for every real list of ``batches``, in order: e.g. a teacher's
+    scores of training triples (padding rows, ``query_index`` -1, are dropped)."""
+    scores, _ = _collect(_jitted(lambda m, b: m(b, deterministic=True)), model, batches,
+                         lambda b: b["query_index"] >= 0, mesh, rules)
+    return scores
 
 
 class _RunEvaluator:

@@ -87,10 +87,12 @@ def _beir_source(config, collection: str) -> pathlib.Path:
     return path
 
 
-def _limit(qrels: dict, n: int, seed: int) -> dict:
+def _limit(qrels: dict, n: int) -> dict:
+    """``n`` of the judged queries (all when ``n`` is 0): one fixed sample, the same for every seed, so runs at
+    different seeds are evaluated on the same queries and pair query by query."""
     if not n or n >= len(qrels):
         return qrels
-    keep = sorted(np.random.default_rng(seed).choice(sorted(qrels), size=n, replace=False).tolist())
+    keep = sorted(np.random.default_rng(0).choice(sorted(qrels), size=n, replace=False).tolist())
     return {q: qrels[q] for q in keep}
 
 
@@ -183,9 +185,55 @@ def _evaluators(config, c: _Collection, eval_qrels: dict, tokenizer, workdir: pa
     return evaluators
 
 
+def exported_family(directory: str | pathlib.Path) -> str:
+    """The model family (``config.model.name``) of a model :func:`load_exported` reads from ``directory``."""
+    meta = json.loads((pathlib.Path(directory) / "config.json").read_text())
+    return meta.get("ranking_jax_family") or meta.get("model", {}).get("name") or "cross_encoder"
+
+
+def distillation_records(config, c: _Collection, train_qrels: dict, workdir: pathlib.Path, mesh, rules
+                         ) -> list[dict]:
+    """Training triples scored by the teachers ``config.data.teacher`` (comma-separated dirs of models other runs
+    exported; several are averaged, the paper's T2 mean ensemble): per training query ``data.teacher_per_query``
+    (positive, hard negative from the first stage's top ``train_depth``) triples, the same for every seed. The
+    scores are cached and written to ``workdir/teacher.tsv`` in the paper's format."""
+    d = config.data
+    triples = data_lib.hard_negative_triples(train_qrels, c.candidates, per_query=d.teacher_per_query,
+                                             depth=d.train_depth, seed=0)
+    records = [{"query_index": q, "doc_index": np.array([p, n], np.int32), "labels": np.array([1, 0], np.float32)}
+               for q, p, n in triples]
+
+    def scores_of(teacher: pathlib.Path) -> np.ndarray:  # cached per teacher, so ensembles reuse them
+        if not (teacher / "config.json").is_file():
+            raise FileNotFoundError(f"config.data.teacher: {teacher} holds no exported model (config.json); train "
+                                    "the teacher with config.export_dir set and name that folder")
+        stamp = sorted((f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in teacher.iterdir())
+        digest = hashlib.sha1(repr((str(teacher.resolve()), stamp, triples, d.query_length, d.doc_length)).encode())
+        path = data_cache(config, f"teacher-scores|{digest.hexdigest()}") / "scores.npy"
+        if path.exists():
+            return np.load(path)
+        family = exported_family(teacher)
+        tokenizer = data_lib.TextTokenizer(query_length=d.query_length, doc_length=d.doc_length,
+                                           colbert=family == "colbert")
+        batches = data_lib.text_pipeline(records, family=family, queries=c.query_table, corpus=c.corpus,
+                                         batch_size=8 * d.eval_batch_size, list_size=2, train=False,
+                                         tokenizer=tokenizer)
+        scores = evaluate.score_lists(load_exported(teacher), batches, mesh=mesh, rules=rules)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.save(path, scores)
+        return scores
+
+    scores = np.mean([scores_of(pathlib.Path(t)) for t in d.teacher.split(",") if t], axis=0)
+    data_lib.write_teacher_triples(workdir / "teacher.tsv", triples, scores,
+                                   query_ids=data_lib.id_list(c.src["queries"], "query_id"),
+                                   doc_ids=data_lib.id_list(c.src["corpus"], "doc_id"))
+    return data_lib.teacher_lists((q, p, n, sp, sn) for (q, p, n), (sp, sn) in zip(triples, scores))
+
+
 def text_ranking_task(config, workdir: pathlib.Path, mesh, rules) -> Task:
     """A BEIR-format collection: first-stage candidates, sampled training lists, re-ranking (and, for
-    bi-encoders, dense retrieval) on the held-out split's judged queries; the same evaluations zero-shot on each
+    bi-encoders, dense retrieval) on the held-out split's judged queries (with ``data.teacher``, teacher-scored
+    triples instead of sampled lists: :func:`distillation_records`); the same evaluations zero-shot on each
     collection of ``config.evals.zero_shot`` (comma-separated BEIR folders; their ``data.eval_split``; evaluators
     ``<folder name>/rerank`` ...)."""
     d = config.data
@@ -197,11 +245,14 @@ def text_ranking_task(config, workdir: pathlib.Path, mesh, rules) -> Task:
 
     def own_qrels(src):
         return {"train": data_lib.qrels_from_split(src[d.train_split]),
-                "eval": _limit(data_lib.qrels_from_split(src[d.eval_split]), d.max_eval_queries, config.seed)}
+                "eval": _limit(data_lib.qrels_from_split(src[d.eval_split]), d.max_eval_queries)}
 
     c, qrels = _collection(config, d.collection, own_qrels, tokenizer, mesh, rules,
                            splits=(d.train_split, d.eval_split), depth=max(d.train_depth, d.eval_depth))
-    train_records = data_lib.train_lists(qrels["train"], c.candidates, depth=d.train_depth)
+    if d.teacher:
+        train_records = distillation_records(config, c, qrels["train"], workdir, mesh, rules)
+    else:
+        train_records = data_lib.train_lists(qrels["train"], c.candidates, depth=d.train_depth)
     train_data = data_lib.text_pipeline(
         train_records, family=family, queries=c.query_table, corpus=c.corpus, batch_size=d.batch_size,
         list_size=d.list_size, train=True, seed=config.seed, max_positives=d.max_positives,
@@ -209,7 +260,7 @@ def text_ranking_task(config, workdir: pathlib.Path, mesh, rules) -> Task:
     evaluators = _evaluators(config, c, qrels["eval"], tokenizer, workdir, mesh, rules)
 
     def target_qrels(src):
-        return {"eval": _limit(data_lib.qrels_from_split(src[d.eval_split]), d.max_eval_queries, config.seed)}
+        return {"eval": _limit(data_lib.qrels_from_split(src[d.eval_split]), d.max_eval_queries)}
 
     for collection in filter(None, config.evals.get("zero_shot", "").split(",")):
         name = pathlib.Path(collection).name
@@ -537,6 +588,16 @@ TASKS: dict[str, Callable[..., Task]] = {"text_ranking": text_ranking_task, "let
 
 
 # --------------------------------------------------------------------------------------------- run
+def tram_logits_fn(split, config) -> Callable:
+    """TRAM's reference outputs ``(params, batch, key) -> scores`` (dropout off): at the given params, and for
+    TRAM-x (``optimizer.tram.target="noise"``) on noised input embeddings (``optim.perturb_inputs``)."""
+    c = optim.resolve_config(config)
+    t = c.tram
+    if c.name != "tram" or t.target != "noise":
+        return lambda p, b, key: split.merge(p)(b, deterministic=True)
+    return lambda p, b, key: split.merge(optim.perturb_inputs(p, key, t.sigma, t.inputs))(b, deterministic=True)
+
+
 def run_one(config, workdir: pathlib.Path, *, progress: bool = True) -> dict:
     if config.task not in TASKS:
         raise ValueError(f"config.task={config.task!r} is unknown; valid: {sorted(TASKS)}")
@@ -553,13 +614,13 @@ def run_one(config, workdir: pathlib.Path, *, progress: bool = True) -> dict:
     model = build_model(config, pretrained=not resuming)
     split, params = train.split_model(model)
     tx = optim.make(config)
-    objective = task.objective or train.ranking_objective(registry.lookup(config.loss),
+    objective = task.objective or train.ranking_objective(registry.lookup(config.loss), labels=config.loss_labels,
                                                           loss_inputs=dict(config.get("loss_inputs", {})))
     loss_fn = train.objective_loss_fn(split, objective)
     t = config.train
     early = train.EarlyStopping(metric=config.early_stopping.metric, patience=config.early_stopping.patience,
                                 mode=config.early_stopping.mode)
-    logits_fn = lambda p, b: split.merge(p)(b, deterministic=True)  # TRAM's reference outputs
+    logits_fn = tram_logits_fn(split, config)
     t_model = time.perf_counter() - t0 - t_data
     with jax.set_mesh(mesh), sharding.axis_rules(rules):
         summary = train.train_and_evaluate(
@@ -567,7 +628,8 @@ def run_one(config, workdir: pathlib.Path, *, progress: bool = True) -> dict:
             mesh=mesh, rules=rules, num_steps=t.num_steps, seed=config.seed, accum_steps=t.accum_steps,
             log_every=t.log_every, eval_every=t.eval_every, checkpoint_every=t.checkpoint_every,
             keep_checkpoints=t.keep_checkpoints, evaluators=task.evaluators, early_stopping=early,
-            resume=config.resume, lr_fn=optim.learning_rate_fn(config), logits_fn=logits_fn, progress=progress)
+            resume=config.resume, lr_fn=optim.learning_rate_fn(config), logits_fn=logits_fn, progress=progress,
+            eval_before=t.eval_before)
     params = summary.pop("params")
     summary["timing"].update(data_s=round(t_data, 2), model_s=round(t_model, 2),
                              total_s=round(time.perf_counter() - t0, 2))

@@ -23,6 +23,7 @@ from jax.sharding import NamedSharding
 
 from ranking_jax import checkpoint as ckpt_lib
 from ranking_jax import registry, sharding, writers
+from ranking_jax.optim import divergence_of
 
 _log = logging.getLogger(__name__)
 Batch = Mapping[str, Any]
@@ -69,16 +70,18 @@ def state_shardings(state: dict) -> Any:
 
 
 # ------------------------------------------------------------------------------------------- step
-def ranking_objective(loss: Callable, *, loss_inputs: Mapping[str, str] = ()) -> Callable:
-    """``objective(scores, batch) = loss(scores, batch["labels"], where=batch["mask"], **extra)``.
+def ranking_objective(loss: Callable, *, labels: str = "labels", loss_inputs: Mapping[str, str] = ()) -> Callable:
+    """``objective(scores, batch) = loss(scores, batch[labels], where=batch["mask"], **extra)``.
 
-    ``loss_inputs`` maps extra loss keyword arguments to batch keys (e.g. teacher scores).
+    ``labels`` is the batch key of the loss's second argument: ``"labels"`` for ranking losses,
+    ``"teacher_scores"`` for distillation losses (``loss(scores, teacher_scores)``). ``loss_inputs`` maps extra
+    loss keyword arguments to batch keys.
     """
     loss_inputs = dict(loss_inputs)
 
     def objective(scores, batch):
         extra = {name: batch[key] for name, key in loss_inputs.items()}
-        return loss(scores, batch["labels"], where=batch["mask"], **extra)
+        return loss(scores, batch[labels], where=batch["mask"], **extra)
 
     return objective
 
@@ -131,7 +134,8 @@ def make_train_step(loss_fn: Callable, tx: optax.GradientTransformation, *, accu
     """One jitted step ``(state, batch) -> (state, metrics)`` with donated state.
 
     SAM/ASAM receive ``grad_fn`` (the gradient at other parameters on the same batch and dropout key),
-    TRAM also the step's scores as ``logits`` and ``logits_fn(params, batch)`` for its reference outputs,
+    TRAM also the step's scores as ``logits`` and ``logits_fn(params, batch, key)`` for its reference outputs
+    (``key``: a fresh key of the step, for TRAM-x's input noise),
     so one ``tx.update`` is one optimizer step; optimizers ignore the arguments they do not use. A non-finite loss or gradient leaves the state
     unchanged (selected with ``jnp.where``) and reports ``finite=False``; the loop then stops.
     """
@@ -145,7 +149,7 @@ def make_train_step(loss_fn: Callable, tx: optax.GradientTransformation, *, accu
         kwargs = dict(grad_fn=lambda p: value_and_grad(p, batch, rng)[1], logits=scores,
                       logits_mask=batch["mask"])
         if logits_fn is not None:
-            kwargs["logits_fn"] = lambda p: logits_fn(p, batch)
+            kwargs["logits_fn"] = lambda p: logits_fn(p, batch, jax.random.fold_in(rng, 1))
         updates, opt_state = tx.update(grads, state["opt_state"], params, **kwargs)
         new_params = optax.apply_updates(params, updates)
         grad_norm = optax.tree.norm(grads)
@@ -155,6 +159,8 @@ def make_train_step(loss_fn: Callable, tx: optax.GradientTransformation, *, accu
                      "opt_state": keep(opt_state, state["opt_state"]), "rng": state["rng"]}
         metrics = {"loss": loss, "grad_norm": grad_norm, "param_norm": optax.tree.norm(params),
                    "finite": finite}
+        if (d := divergence_of(opt_state)) is not None:
+            metrics["tram_d"] = d  # TRAM's trust-region distance this step
         return new_state, metrics
 
     # batches arrive as global arrays already laid out by sharding.shard_batch
@@ -199,13 +205,14 @@ def train_and_evaluate(*, workdir: str | pathlib.Path, model: Model, params: Any
                        seed: int = 0, accum_steps: int = 1, log_every: int = 10, eval_every: int = 0,
                        checkpoint_every: int = 0, keep_checkpoints: int = 2, evaluators: Mapping[str, Callable] = (),
                        early_stopping: EarlyStopping | None = None, resume: str = "", lr_fn: Callable | None = None,
-                       logits_fn: Callable | None = None, progress: bool = True, trim_padding: bool = True
-                       ) -> dict:
+                       logits_fn: Callable | None = None, progress: bool = True, trim_padding: bool = True,
+                       eval_before: bool = True) -> dict:
     """Trains for ``num_steps`` steps, evaluating, checkpointing and logging; returns the final summary.
 
     ``train_data`` is an iterator of host batches with ``get_state()``/``set_state()``; ``evaluators``
     map a name to ``evaluator(model_module) -> {metric: value}``. ``trim_padding`` cuts token arrays to
     the batch's longest sequence in power-of-two buckets (a few compiled shapes, no wasted padding).
+    ``eval_before`` evaluates the starting params too (``summary["eval_before"]``) on a fresh start.
 
     The finite-loss guard reads each step's flag only after the next step is dispatched, so the host never
     waits on the device in between; flags are read at once before logging, evaluating or saving, so no
@@ -269,14 +276,15 @@ def train_and_evaluate(*, workdir: str | pathlib.Path, model: Model, params: Any
 
     summary: dict[str, Any] = {"start": start.source, "first_step": first_step}
     last_eval: tuple[int, dict] | None = None
-    if first_step == 0 and evaluators:
+    if first_step == 0 and evaluators and eval_before:
         summary["eval_before"] = evaluate(0)
+        last_eval = (0, summary["eval_before"])
     bar = tqdm(total=num_steps, initial=first_step, disable=not progress, dynamic_ncols=True, desc="train")
     t_log, examples = time.perf_counter(), 0
     step = first_step
     stopped_early = False
     pending = None  # (step, metrics) whose finite flag is not yet read
-    t_train, eval_before = time.perf_counter(), timing["eval_s"]
+    t_train, eval_s0 = time.perf_counter(), timing["eval_s"]
     while step < num_steps:
         host_batch = next(train_data)
         batch = sharding.shard_batch(trim(dict(host_batch)) if trim_padding else dict(host_batch), mesh, rules)
@@ -321,7 +329,7 @@ def train_and_evaluate(*, workdir: str | pathlib.Path, model: Model, params: Any
         check(*pending)
     bar.close()
     checkpointer.close()
-    timing["train_s"] = time.perf_counter() - t_train - (timing["eval_s"] - eval_before) - timing["checkpoint_s"]
+    timing["train_s"] = time.perf_counter() - t_train - (timing["eval_s"] - eval_s0) - timing["checkpoint_s"]
     summary.update(final_step=step, stopped_early=stopped_early)
     evaluated = last_eval is not None and last_eval[0] == step  # the loop's last evaluation was of these params
     if best_checkpointer is not None and early_stopping.best_step is not None:

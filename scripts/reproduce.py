@@ -7,12 +7,15 @@ whether each holds at this scale) and ``tables/NAME.png``.
 A table module defines ``get_table(scale) -> types.SimpleNamespace`` with
 
   title, paper (markdown: the published numbers and their source), notes (what this scale changes and costs),
-  seeds, rows ({row: {"config": "configs/x.py:arg", "overrides": {"a.b": v}}}, run in order; "{ROW}" in a string
-  override is ROW's workdir at the same seed), columns ([(label, summary key,
+  seeds, rows ({row: {"config": "configs/x.py:arg", "overrides": {"a.b": v}[, "seeds": [...]]}}, run in order,
+  each at the table's seeds or its own subset of them, e.g. [0] for a deterministic baseline; "{ROW}" in a string
+  override is ROW's workdir at the same seed, "{ROW@S}" at seed S), columns ([(label, summary key,
   higher_is_better)]), claims ([{"text", "better", "worse", "column"[, "kind": "better" | "not_worse"]}]),
   paired: "seed" (a claim's two rows compared seed by seed) or "query:RUNFILE" (per-query values written beside
-  RUNFILE by its evaluator, averaged over the seeds, compared query by query; optional unit: what a query is,
-  e.g. "prompts");
+  RUNFILE by its evaluator, averaged over the seeds, compared query by query; a claim's own "paired" overrides
+  it, e.g. one run file per target collection; optional unit: what a query is, e.g. "prompts"); optional
+  diagnostics ([(label, train scalar)], e.g. TRAM's "tram_d": per row, the median and range over its runs'
+  logged steps);
 
 and optionally ``prepare(scale)``, run first (e.g. to fetch data). Each (row, seed) run lives in
 ``WORKDIR/NAME/SCALE/ROW/seed-S``; a finished run of the same resolved config is reused, an unfinished one
@@ -31,6 +34,7 @@ import pathlib
 import platform
 import sys
 import time
+from typing import Sequence
 
 import numpy as np
 
@@ -48,14 +52,33 @@ def load_table(name: str):
     return main.load_module(path)
 
 
+def row_seeds(table, row: str) -> list[int]:
+    """The seeds ``row`` runs at: its own ``"seeds"`` (a subset of the table's) or the table's."""
+    seeds = list(table.rows[row].get("seeds", table.seeds))
+    if not seeds or not set(seeds) <= set(table.seeds):
+        raise SystemExit(f"table row {row!r}: seeds {seeds} must be a non-empty subset of the table's {table.seeds}")
+    return seeds
+
+
+def placeholders(table, workdirs: dict[str, dict[int, pathlib.Path]], seed: int) -> dict[str, pathlib.Path]:
+    """``{ROW: workdir at seed}`` for the rows run at ``seed`` and ``{ROW@S: workdir at S}`` for every run."""
+    out = {f"{r}@{s}": w for r, by_seed in workdirs.items() for s, w in by_seed.items()}
+    out.update({r: by_seed[seed] for r, by_seed in workdirs.items() if seed in by_seed})
+    return out
+
+
 def resolve(table, row: str, seed: int, workdirs: dict[str, pathlib.Path] | None = None):
-    """The locked experiment config of ``row`` at ``seed``; ``"{ROW}"`` in a string override becomes the
-    workdir of ``ROW``'s run at the same seed (``workdirs``), e.g. a reward model another row exported."""
+    """The locked experiment config of ``row`` at ``seed``; ``"{ROW}"`` / ``"{ROW@S}"`` in a string override
+    become workdirs (``workdirs``, see :func:`placeholders`), e.g. a reward model another row exported."""
     from ranking_jax import main
     spec = table.rows[row]
     config = main.load_config(str(ROOT / spec["config"]))
-    overrides = {k: v.format_map(workdirs or {}) if isinstance(v, str) and "{" in v else v
-                 for k, v in spec.get("overrides", {}).items()}
+    try:
+        overrides = {k: v.format_map(workdirs or {}) if isinstance(v, str) and "{" in v else v
+                     for k, v in spec.get("overrides", {}).items()}
+    except KeyError as e:
+        raise SystemExit(f"table row {row!r} at seed {seed}: placeholder {{{e.args[0]}}} names no run; use a row "
+                         "declared before it, at this seed (or ROW@SEED)") from None
     config.lock()
     for key, value in overrides.items():
         try:
@@ -123,31 +146,55 @@ def evaluate_claims(table, results, workdirs) -> list[dict]:
     for claim in table.claims:
         key, hib = columns[claim["column"]]
         better, worse = claim["better"], claim["worse"]
-        if table.paired == "seed":
-            a = np.array([results[better][s][key] for s in table.seeds])
-            b = np.array([results[worse][s][key] for s in table.seeds])
+        paired = claim.get("paired", table.paired)
+        if paired == "seed":
+            seeds = [s for s in results[better] if s in results[worse]]
+            a = np.array([results[better][s][key] for s in seeds])
+            b = np.array([results[worse][s][key] for s in seeds])
             unit = f"{len(a)} seeds"
         else:
-            run_file = table.paired.split(":", 1)[1]
+            run_file = paired.split(":", 1)[1]
             measure = key.rsplit("/", 1)[-1]  # "<evaluator>/<measure>", evaluator names may nest
-            qa = per_query([workdirs[better][s] for s in table.seeds], run_file, measure)
-            qb = per_query([workdirs[worse][s] for s in table.seeds], run_file, measure)
+            qa = per_query(list(workdirs[better].values()), run_file, measure)
+            qb = per_query(list(workdirs[worse].values()), run_file, measure)
             queries = sorted(qa)
             a, b = np.array([qa[q] for q in queries]), np.array([qb[q] for q in queries])
-            unit = f"{len(a)} {getattr(table, 'unit', 'queries')} (mean of {len(table.seeds)} seeds)"
+            n = sorted({len(workdirs[better]), len(workdirs[worse])})
+            unit = f"{len(a)} {getattr(table, 'unit', 'queries')} (mean of {' and '.join(map(str, n))} seeds)"
         diff, t, p = paired_test(a, b)
         out.append(dict(claim, diff=diff, t=t, p=p, unit=unit,
                         verdict=verdict(diff, p, hib, claim.get("kind", "better"))))
     return out
 
 
+def diagnostics(table, workdirs) -> list[str]:
+    """Markdown table of ``table.diagnostics``: per row, median (min–max) of each train scalar over the logged
+    steps of all its runs ("—" where a row logs none)."""
+    from ranking_jax.writers import MetricWriter
+    wanted = list(getattr(table, "diagnostics", []))
+    if not wanted:
+        return []
+    lines = ["", "## Training diagnostics (median, min–max over logged steps and seeds)", "",
+             "| row | " + " | ".join(label for label, _ in wanted) + " |", "|---|" + "---|" * len(wanted)]
+    for row, by_seed in workdirs.items():
+        logged = [r for w in by_seed.values() for r in MetricWriter(w, tensorboard=False).rows()
+                  if r["split"] == "train"]
+        cells = []
+        for _, key in wanted:
+            v = np.array([r[key] for r in logged if key in r])
+            cells.append(f"{_fmt(np.median(v))} ({_fmt(v.min())}–{_fmt(v.max())})" if len(v) else "—")
+        lines.append(f"| {row} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def _fmt(x: float) -> str:
     return "nan" if not np.isfinite(x) else (f"{x:.2g}" if abs(x) < 1e-3 and x != 0 else f"{x:.4f}")
 
 
-def markdown(table, name: str, scale: str, results, claims, *, wall_s: float, run_s: float, reused: int) -> str:
+def markdown(table, name: str, scale: str, results, claims, *, wall_s: float, run_s: float, reused: int,
+             diag: Sequence[str] = ()) -> str:
     seeds = list(table.seeds)
-    n_runs = len(table.rows) * len(seeds)
+    n_runs = sum(len(by_seed) for by_seed in results.values())
     lines = [f"# {table.title}", "",
              f"`python scripts/reproduce.py --table {name} --scale {scale}` · scale **{scale}** · "
              f"{datetime.date.today().isoformat()} · wall time {wall_s / 60:.1f} min for this invocation "
@@ -156,19 +203,22 @@ def markdown(table, name: str, scale: str, results, claims, *, wall_s: float, ru
              "## Claims under test", ""]
     lines += [f"- {c['text']}" for c in table.claims]
     lines += ["", "## Published numbers", "", table.paper.strip(), "",
-              f"## Ours ({scale} scale): mean ± std over seeds {seeds}", "",
+              f"## Ours ({scale} scale): mean ± std over seeds {seeds} (a row's own seeds where it names them)",
+              "",
               "| row | " + " | ".join(f"{label} {'↑' if hib else '↓'}" for label, _, hib in table.columns) + " |",
               "|---|" + "---|" * len(table.columns)]
     for row in table.rows:
         cells = []
         for _, key, _ in table.columns:
-            v = np.array([results[row][s][key] for s in seeds])
+            v = np.array([m[key] for m in results[row].values()])
             cells.append(f"{v.mean():.4f} ± {v.std(ddof=1) if len(v) > 1 else 0.0:.4f}")
         lines.append(f"| {row} | " + " | ".join(cells) + " |")
     label, key, _ = table.columns[0]
     lines += ["", f"Per seed, {label}:", "", "| row | " + " | ".join(f"seed {s}" for s in seeds) + " |",
               "|---|" + "---|" * len(seeds)]
-    lines += [f"| {row} | " + " | ".join(f"{results[row][s][key]:.4f}" for s in seeds) + " |" for row in table.rows]
+    lines += [f"| {row} | " + " | ".join(f"{results[row][s][key]:.4f}" if s in results[row] else "—" for s in seeds)
+              + " |" for row in table.rows]
+    lines += list(diag)
     lines += ["", f"## Paired tests (two-sided paired t-test, α = {ALPHA})", "",
               "| claim | better | worse | metric | mean difference | t | p | paired over | verdict |",
               "|---|---|---|---|---|---|---|---|---|"]
@@ -187,17 +237,17 @@ def plot(table, results, path: pathlib.Path) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    rows, seeds = list(table.rows), list(table.seeds)
+    rows = list(table.rows)
     fig, axes = plt.subplots(1, len(table.columns), figsize=(4 + 0.45 * len(rows) * len(table.columns), 4.2),
                              squeeze=False)
     for ax, (label, key, hib) in zip(axes[0], table.columns):
-        values = np.array([[results[r][s][key] for s in seeds] for r in rows])
+        values = [np.array([m[key] for m in results[r].values()]) for r in rows]
         x = np.arange(len(rows))
-        ax.bar(x, values.mean(1), yerr=values.std(1, ddof=1) if len(seeds) > 1 else None, color="#8fb3d9",
-               capsize=3)
-        for j in range(len(seeds)):
-            ax.plot(x, values[:, j], "k.", ms=3)
-        lo, hi = values.min(), values.max()
+        ax.bar(x, [v.mean() for v in values], yerr=[v.std(ddof=1) if len(v) > 1 else 0.0 for v in values],
+               color="#8fb3d9", capsize=3)
+        for i, v in enumerate(values):
+            ax.plot(np.full(len(v), i), v, "k.", ms=3)
+        lo, hi = min(v.min() for v in values), max(v.max() for v in values)
         ax.set_ylim(lo - 0.15 * (hi - lo + 1e-9), hi + 0.15 * (hi - lo + 1e-9))
         ax.set_xticks(x, rows, rotation=60, ha="right", fontsize=8)
         ax.set_title(f"{label} ({'higher' if hib else 'lower'} is better)", fontsize=9)
@@ -221,14 +271,12 @@ def main(argv=None) -> int:
         module.prepare(args.scale)
     t0 = time.perf_counter()
     root = pathlib.Path(args.workdir) / name / args.scale
-    workdirs = {r: {s: root / r / f"seed-{s}" for s in table.seeds} for r in table.rows}
+    workdirs = {r: {s: root / r / f"seed-{s}" for s in row_seeds(table, r)} for r in table.rows}
     results: dict[str, dict[int, dict]] = {}
     run_s, reused = 0.0, 0
     for row in table.rows:
-        for seed in table.seeds:
-            workdir = workdirs[row][seed]
-            same_seed = {r: workdirs[r][seed] for r in table.rows}
-            summary, was_reused = run_cell(resolve(table, row, seed, same_seed), workdir)
+        for seed, workdir in workdirs[row].items():
+            summary, was_reused = run_cell(resolve(table, row, seed, placeholders(table, workdirs, seed)), workdir)
             missing = [key for _, key, _ in table.columns if key not in summary.get("eval_after", {})]
             if missing:
                 raise SystemExit(f"{workdir}/summary.json has no {missing}; its eval_after holds "
@@ -243,7 +291,7 @@ def main(argv=None) -> int:
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     text = markdown(table, name, args.scale, results, claims, wall_s=time.perf_counter() - t0, run_s=run_s,
-                    reused=reused)
+                    reused=reused, diag=diagnostics(table, workdirs))
     (out / f"{name}.md").write_text(text)
     plot(table, results, out / f"{name}.png")
     print(text)
@@ -251,4 +299,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
+    # rows at other seeds compile the same programs: keep them across runs and invocations (read at jax import)
+    os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(ROOT / "workdirs" / ".jax_cache"))
     sys.exit(main())

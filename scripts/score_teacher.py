@@ -33,33 +33,16 @@ log = logging.getLogger(__name__)
 
 
 def score_triples(model: nnx.Module, triples: Sequence[tuple[int, int, int]], *, family: str,
-                  queries: data.Texts, corpus: data.Texts, batch_size: int = 32,
-                  tokenizer: data.TextTokenizer | None = None) -> np.ndarray:
+                  queries: data.Texts | data.TokenTable, corpus: data.Texts | data.TokenTable, batch_size: int = 32,
+                  tokenizer: data.TextTokenizer | None = None, mesh=None) -> np.ndarray:
     """Teacher scores [n, 2] (d+, d-) of ``(query_index, pos_index, neg_index)`` triples, in order."""
+    from ranking_jax import evaluate, sharding
     records = [{"query_index": q, "doc_index": np.array([p, n], np.int32), "labels": np.array([1, 0], np.float32)}
                for q, p, n in triples]
     batches = data.text_pipeline(records, family=family, queries=queries, corpus=corpus, batch_size=batch_size,
                                  list_size=2, train=False, tokenizer=tokenizer, shard=(0, 1))
-    graphdef, state = nnx.split(model)
-    forward = jax.jit(lambda state, batch: nnx.merge(graphdef, state)(batch, deterministic=True))
-    out = np.zeros((len(records), 2), np.float32)
-    for step in range(len(batches)):
-        batch = batches[step]
-        rows = np.flatnonzero(batch["query_index"] >= 0)
-        scores = np.asarray(forward(state, batch))
-        out[step * batch_size + rows] = scores[rows]
-    return out
-
-
-def write_teacher_file(path: str | pathlib.Path, triples: Sequence[tuple[int, int, int]], scores: np.ndarray, *,
-                       query_ids: Sequence[str], doc_ids: Sequence[str]) -> pathlib.Path:
-    """Writes ``pos_score neg_score qid pid_pos pid_neg`` lines (Margin-MSE format)."""
-    path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", encoding="utf-8") as f:
-        for (q, p, n), (sp, sn) in zip(triples, scores):
-            f.write(f"{sp:.6f}\t{sn:.6f}\t{query_ids[q]}\t{doc_ids[p]}\t{doc_ids[n]}\n")
-    return path
+    mesh = mesh or sharding.make_mesh([("data", 1)], devices=jax.devices()[:1])
+    return evaluate.score_lists(model, batches, mesh=mesh)
 
 
 def read_triples(path, *, queries: data.IdIndex, docs: data.IdIndex) -> list[tuple[int, int, int]]:
@@ -115,7 +98,7 @@ def main(argv: Iterable[str] | None = None) -> None:
                                    colbert=args.family == "colbert")
     scores = score_triples(model, triples, family=args.family, queries=data.Texts(src["queries"]),
                            corpus=data.Texts(src["corpus"]), batch_size=args.batch_size, tokenizer=tokenizer)
-    path = write_teacher_file(args.out, triples, scores, query_ids=query_ids, doc_ids=doc_ids)
+    path = data.write_teacher_triples(args.out, triples, scores, query_ids=query_ids, doc_ids=doc_ids)
     print(f"wrote {path}: {len(triples)} triples scored by {args.model}")
 
 

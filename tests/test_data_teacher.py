@@ -66,7 +66,7 @@ def test_scores_match_numpy_oracle(collection, tmp_path):
             np.testing.assert_allclose(s, (w[enc["ids"][0]] * enc["mask"][0] * enc["type_ids"][0]).sum(), rtol=1e-5)
     qids = [f"q{i}" for i in range(3)]
     dids = [f"doc{i}" for i in range(10)]
-    path = script.write_teacher_file(tmp_path / "teacher.tsv", triples, scores, query_ids=qids, doc_ids=dids)
+    path = data.write_teacher_triples(tmp_path / "teacher.tsv", triples, scores, query_ids=qids, doc_ids=dids)
     rows = list(data.read_teacher_triples(path))
     assert [r[3:] for r in rows] == [(qids[q], dids[p], dids[n]) for q, p, n in triples]
     np.testing.assert_allclose([r[1:3] for r in rows], scores, atol=1e-6)

@@ -189,6 +189,60 @@ def test_tram_equals_numpy_eq7(target, scale, max_d):
         assert float(s.divergence) == pytest.approx(max_d)
 
 
+def test_perturb_inputs_adds_gaussian_noise_to_the_embedding_table_only():
+    """TRAM-x's x + z: z ~ N(0, σ²) on the word-embedding table (an nnx model's params), nothing else moves."""
+    from ranking_jax.models import cross_encoder
+    model = cross_encoder(config={"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
+                                  "intermediate_size": 64, "vocab_size": 500})
+    _, params = nnx.split(model, nnx.Param)
+    noisy = optim.perturb_inputs(params, jax.random.key(0), 0.3)
+    flat, flat_noisy = nnx.to_flat_state(params), dict(nnx.to_flat_state(noisy))
+    moved = []
+    for path, var in flat:
+        diff = np.asarray(flat_noisy[path][...]) - np.asarray(var[...])
+        if np.any(diff):
+            moved.append("/".join(map(str, path)))
+            assert diff.shape == (500, 32)
+            assert diff.mean() == pytest.approx(0.0, abs=0.01) and diff.std() == pytest.approx(0.3, rel=0.02)
+            assert scipy.stats.kstest(diff.ravel() / 0.3, "norm").pvalue > 1e-3
+    assert moved == ["encoder/embeddings/word"]
+    again = optim.perturb_inputs(params, jax.random.key(0), 0.3)  # same key, same noise; another key differs
+    assert np.array_equal(again["encoder"]["embeddings"]["word"][...], noisy["encoder"]["embeddings"]["word"][...])
+    other = optim.perturb_inputs(params, jax.random.key(1), 0.3)
+    assert not np.array_equal(other["encoder"]["embeddings"]["word"][...], noisy["encoder"]["embeddings"]["word"][...])
+    with pytest.raises(ValueError, match=r"tram.inputs='nope' matches no parameter"):
+        optim.perturb_inputs(params, jax.random.key(0), 0.3, "nope")
+
+
+def test_tram_x_reference_is_the_model_on_noised_embeddings():
+    """The experiment's TRAM reference outputs: the clean forward for prev/init, for TRAM-x the forward with the
+    word embeddings noised by exactly ``perturb_inputs`` under the step's key; d is logged as ``tram_d``."""
+    from ranking_jax import defaults, experiment, train
+    from ranking_jax.models import cross_encoder
+    model = cross_encoder(config={"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
+                                  "intermediate_size": 64, "vocab_size": 500})
+    split, params = train.split_model(model)
+    r = np.random.default_rng(0)
+    batch = {"pair_ids": jnp.asarray(r.integers(0, 500, (2, 3, 7)), jnp.int32), "pair_mask": jnp.ones((2, 3, 7)),
+             "pair_type_ids": jnp.zeros((2, 3, 7), jnp.int32)}
+    config = defaults.base("text_ranking")
+    clean = model(batch, deterministic=True)
+    config.optimizer.name = "tram"
+    for target in ("prev", "init"):
+        config.optimizer.tram.target = target
+        np.testing.assert_array_equal(experiment.tram_logits_fn(split, config)(params, batch, None), clean)
+    config.optimizer.tram.target = "noise"
+    config.optimizer.tram.sigma = 0.5
+    key = jax.random.key(3)
+    noised = experiment.tram_logits_fn(split, config)(params, batch, key)
+    expected = split.merge(optim.perturb_inputs(params, key, 0.5))(batch, deterministic=True)
+    np.testing.assert_allclose(noised, expected, rtol=1e-6)
+    assert not np.allclose(noised, clean, atol=1e-3)
+    tx = optim.make(config)
+    state = tx.init(params)
+    assert optim.divergence_of(state) is not None and optim.divergence_of(optax.adam(1e-3).init(params)) is None
+
+
 def test_kl_divergence_matches_scipy_with_masks():
     r = np.random.default_rng(7)
     p_logits, q_logits = r.normal(size=(4, 5)), r.normal(size=(4, 5))

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from helpers import ROOT, write_svmlight
+from helpers import ROOT, metric_rows, write_svmlight
 from ranking_jax import main
 
 reproduce = main.load_module(ROOT / "scripts" / "reproduce.py")
@@ -47,11 +47,15 @@ def get_table(scale="small"):
                      "overrides": {{"loss": loss, "data.manual_dir": "{data}", "data.letor_config": "custom",
                                     "train.num_steps": 20, "evals.measures": "nDCG@5 nDCG@10"}}}}
              for name, loss in (("softmax", "losses.softmax_loss"), ("ranknet", "losses.pairwise_logistic_loss"))}}
+    rows["short"] = dict(rows["softmax"], seeds=[1])
+    rows["short"]["overrides"] = dict(rows["softmax"]["overrides"], **{{"train.num_steps": 5}})
     return types.SimpleNamespace(
         title="test table", paper="| a | b |", notes="notes here", seeds=[0, 1], rows=rows,
         columns=[("nDCG@10", "rerank/nDCG@10", True), ("nDCG@5", "rerank/nDCG@5", True)],
-        paired="query:rerank.run",
-        claims=[{{"text": "softmax beats ranknet", "better": "softmax", "worse": "ranknet", "column": "nDCG@10"}}])
+        paired="query:rerank.run", diagnostics=[("train loss", "loss"), ("missing", "no_such_scalar")],
+        claims=[{{"text": "softmax beats ranknet", "better": "softmax", "worse": "ranknet", "column": "nDCG@10"}},
+                {{"text": "softmax beats short", "better": "softmax", "worse": "short", "column": "nDCG@5",
+                  "paired": "seed"}}])
 '''
 
 
@@ -86,11 +90,25 @@ def test_table_end_to_end(tmp_path, capsys):
     assert f"| {reproduce._fmt(float(np.mean(a - b)))} | {reproduce._fmt(float(t))} | {reproduce._fmt(float(p))} |" \
         in line
     assert "10 queries (mean of 2 seeds)" in line
+    # a row with its own seeds: run once, "—" for the other seed; a claim paired over the seeds both rows ran
+    short = json.loads((runs / "short" / "seed-1" / "summary.json").read_text())["eval_after"]["rerank/nDCG@10"]
+    assert not (runs / "short" / "seed-0").exists()
+    assert f"| short | — | {short:.4f} |" in md
+    line = next(line for line in md.splitlines() if line.startswith("| softmax beats short |"))
+    diff = per_seed["softmax", 1]["rerank/nDCG@5"] - json.loads(
+        (runs / "short" / "seed-1" / "summary.json").read_text())["eval_after"]["rerank/nDCG@5"]
+    assert f"| {reproduce._fmt(diff)} | nan | nan | 1 seeds |" in line
+
+    # diagnostics: the median (min–max) of the logged train loss over both seeds' steps
+    losses = np.array([r["loss"] for s in (0, 1) for r in metric_rows(runs / "softmax" / f"seed-{s}", "train")])
+    assert len(losses) == 40
+    assert (f"| softmax | {reproduce._fmt(np.median(losses))} ({reproduce._fmt(losses.min())}–"
+            f"{reproduce._fmt(losses.max())}) | — |") in md
 
     capsys.readouterr()
-    assert reproduce.main(args) == 0  # a second invocation reuses all four runs
-    assert capsys.readouterr().out.count("(reused)") == 4
-    assert "0 of 4 runs executed" in (tmp_path / "tables" / "mini.md").read_text()
+    assert reproduce.main(args) == 0  # a second invocation reuses all five runs
+    assert capsys.readouterr().out.count("(reused)") == 5
+    assert "0 of 5 runs executed" in (tmp_path / "tables" / "mini.md").read_text()
 
 
 def test_bad_table_name_lists_tables():
@@ -102,25 +120,48 @@ def test_bad_table_name_lists_tables():
 def test_declared_tables_resolve(tmp_path, scale):
     """Every declared row of the committed tables builds a locked config with its overrides applied ("{ROW}"
     placeholders become that row's workdir)."""
-    for name in ("listwise", "tcm", "madpo"):
+    import re
+    names = sorted(p.stem for p in (reproduce.ROOT / "configs" / "tables").glob("*.py"))
+    assert names == ["listwise", "madpo", "margin_mse", "tcm", "tram"]
+    for name in names:
         table = reproduce.load_table(name).get_table(scale)
-        workdirs = {r: tmp_path / r for r in table.rows}
+        workdirs = {r: {s: tmp_path / r / str(s) for s in reproduce.row_seeds(table, r)} for r in table.rows}
         rows = list(table.rows)
         for row, spec in table.rows.items():
-            config = reproduce.resolve(table, row, 3, workdirs)
-            assert config.seed == 3
+            seed = reproduce.row_seeds(table, row)[-1]
+            names_ = reproduce.placeholders(table, workdirs, seed)
+            config = reproduce.resolve(table, row, seed, names_)
+            assert config.seed == seed
             for key, value in spec.get("overrides", {}).items():
                 node = config
                 for part in key.split("."):
                     node = node[part]
                 if isinstance(value, str) and "{" in value:
-                    source = value[1:value.index("}")]
-                    assert rows.index(source) < rows.index(row)  # the row it reads from runs first
-                    value = value.format_map(workdirs)
+                    for source in re.findall(r"{([^}]+)}", value):
+                        assert rows.index(source.split("@")[0]) < rows.index(row)  # read from a row run before
+                    value = value.format_map(names_)
                 assert node == value, (name, row, key)
         labels = {label for label, _, _ in table.columns}
         assert all(c["better"] in table.rows and c["worse"] in table.rows and c["column"] in labels
                    for c in table.claims)
+
+
+def test_row_seeds_and_seed_placeholders(tmp_path):
+    import types
+    spec = {"config": "configs/ltr_mlp.py"}
+    table = types.SimpleNamespace(seeds=[0, 1], rows={
+        "a": dict(spec, seeds=[0]), "b": dict(spec, overrides={"data.manual_dir": "{a@0}/m"}),
+        "c": dict(spec, overrides={"data.manual_dir": "{a}"})})
+    workdirs = {r: {s: tmp_path / r / str(s) for s in reproduce.row_seeds(table, r)} for r in table.rows}
+    assert sorted(workdirs["a"]) == [0] and sorted(workdirs["b"]) == [0, 1]
+    resolved = lambda row, seed: reproduce.resolve(table, row, seed, reproduce.placeholders(table, workdirs, seed))
+    assert resolved("b", 1).data.manual_dir == f"{tmp_path}/a/0/m"
+    assert resolved("c", 0).data.manual_dir == f"{tmp_path}/a/0"
+    with pytest.raises(SystemExit, match=r"row 'c' at seed 1: placeholder \{a\} names no run"):
+        resolved("c", 1)
+    table.rows["a"]["seeds"] = [2]
+    with pytest.raises(SystemExit, match=r"row 'a': seeds \[2\] must be a non-empty subset"):
+        reproduce.row_seeds(table, "a")
 
 
 def test_misspelled_override_names_row_and_key():

@@ -135,3 +135,17 @@ def test_early_stopping_restores_best(tmp_path):
     # evals at steps 0 (before), 2 (0.7 best), 4 (0.6), 6 (0.65) -> 2 bad evaluations -> stop at 6
     assert summary["stopped_early"] and summary["final_step"] == 6
     assert summary["best_step"] == 2 and summary["best"] == pytest.approx(0.7)
+
+
+@pytest.mark.parametrize("eval_before", [True, False])
+def test_eval_before_switch_and_zero_step_runs_evaluate_once(tmp_path, eval_before):
+    """``eval_before=False`` skips the evaluation of the starting params; a 0-step run (a pre-trained baseline)
+    evaluates them exactly once either way."""
+    calls = []
+    evaluators = {"dev": lambda m: calls.append(1) or {"score": float(len(calls))}}
+    summary = _run(tmp_path / "zero", 0, evaluators=evaluators, eval_before=eval_before)
+    assert len(calls) == 1 and summary["final_step"] == 0 and summary["eval_after"] == {"dev/score": 1.0}
+    assert ("eval_before" in summary) == eval_before
+    calls.clear()
+    summary = _run(tmp_path / "three", 3, evaluators=evaluators, eval_before=eval_before)
+    assert len(calls) == 1 + eval_before and summary["eval_after"] == {"dev/score": float(len(calls))}

@@ -20,7 +20,7 @@ from ranking_jax.data.letor import NORMALIZATIONS, Letor, LetorConfig, normalize
 from ranking_jax.data.lists import (Texts, candidates_from_run, candidates_from_search, candidates_from_split,
                                     eval_lists, hard_negative_triples, id_list, ids_of, qrels_from_split,
                                     sample_training_list, teacher_lists, texts, train_lists)
-from ranking_jax.data.msmarco import TEACHER_COLUMNS, MsmarcoPassage, read_teacher_triples
+from ranking_jax.data.msmarco import TEACHER_COLUMNS, MsmarcoPassage, read_teacher_triples, write_teacher_triples
 from ranking_jax.data.pipeline import (TEXT_FAMILIES, Batches, Pipeline, image_pipeline, letor_pipeline,
                                        letor_records, preference_pairs, preference_pipeline, stack_lists,
                                        text_pipeline, trim_padding)
@@ -33,7 +33,7 @@ __all__ = [
     "PreferenceConfig", "ImageClasses", "ImageClassesConfig", "read_fashion_mnist",
     # file formats
     "DataFormatError", "IdIndex", "Skipped", "read_idx", "read_jsonl", "read_qrels", "read_run", "read_svmlight",
-    "read_tsv", "write_run", "read_teacher_triples", "TEACHER_COLUMNS",
+    "read_tsv", "write_run", "read_teacher_triples", "write_teacher_triples", "TEACHER_COLUMNS",
     # lists
     "Texts", "texts", "ids_of", "id_list", "qrels_from_split", "candidates_from_run", "candidates_from_search",
     "candidates_from_split", "eval_lists", "train_lists", "hard_negative_triples", "sample_training_list",

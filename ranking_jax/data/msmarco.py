@@ -27,7 +27,7 @@ from ranking_jax.data import formats
 from ranking_jax.data._tfds import find_source
 from ranking_jax.data.beir import example, group_by_query, group_qrels, ranking_features
 
-__all__ = ["MsmarcoPassage", "TEACHER_COLUMNS", "read_teacher_triples"]
+__all__ = ["MsmarcoPassage", "TEACHER_COLUMNS", "read_teacher_triples", "write_teacher_triples"]
 
 _BASE = "https://msmarco.z22.web.core.windows.net/msmarcoranking/"
 URLS = {"collectionandqueries": _BASE + "collectionandqueries.tar.gz", "top1000_dev": _BASE + "top1000.dev.tar.gz",
@@ -123,6 +123,17 @@ def _first_column(path):
                 if not sep:
                     raise formats.DataFormatError(path, n, "tab-separated 'id<TAB>text'", line.rstrip("\n"))
                 yield n, (head,)
+
+
+def write_teacher_triples(path, triples, scores, *, query_ids, doc_ids) -> pathlib.Path:
+    """Writes ``pos_score neg_score qid pid_pos pid_neg`` lines (the paper's format, :data:`TEACHER_COLUMNS`) of
+    index ``triples`` ``(query, pos, neg)`` and their teacher ``scores`` ``[n, 2]``."""
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8") as f:
+        for (q, p, n), (sp, sn) in zip(triples, scores):
+            f.write(f"{sp:.6f}\t{sn:.6f}\t{query_ids[q]}\t{doc_ids[p]}\t{doc_ids[n]}\n")
+    return path
 
 
 def read_teacher_triples(path):

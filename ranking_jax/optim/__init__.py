@@ -28,7 +28,7 @@ from flax import nnx
 
 from ranking_jax.optim.sam import SAMState, sam, split_groups
 from ranking_jax.optim.schedules import SCHEDULES, make_schedule
-from ranking_jax.optim.tram import TRAMState, kl_divergence, tram
+from ranking_jax.optim.tram import TRAMState, divergence_of, kl_divergence, tram
 
 BASES = ("adam", "adamw", "sgd", "lamb", "adafactor")
 WRAPPERS = ("sam", "asam", "tram")
@@ -60,7 +60,8 @@ def default_config() -> ml_collections.ConfigDict:
     c.sam = ml_collections.ConfigDict({"rho": 0.05})
     c.asam = ml_collections.ConfigDict({"rho": 0.5, "eta": 0.01})
     c.tram = ml_collections.ConfigDict({"target": "prev", "eta": 0.01, "divergence": "forward", "scale": 1.0,
-                                        "max_d": 0.0})  # target: prev | init | noise; max_d 0 = no clip
+                                        "max_d": 0.0, "sigma": 0.1, "inputs": r"(^|/)embeddings/word$"})
+    # target: prev | init | noise; max_d 0 = no clip; noise: z ~ N(0, sigma²) on the params matching `inputs`
     return c
 
 
@@ -101,14 +102,34 @@ def _key(k) -> str:
     return str(k)
 
 
+def _path(path) -> str:
+    keys = [_key(k) for k in path]
+    if keys and keys[-1] == "value" and isinstance(path[-1], jax.tree_util.GetAttrKey):
+        keys = keys[:-1]
+    return "/".join(keys)
+
+
 def path_map(fn: Callable[[str], Any], tree: Any) -> Any:
     """Maps ``fn('/'-joined path)`` over the parameters of ``tree`` (an nnx Variable counts as one leaf)."""
-    def leaf(path, _):
-        keys = [_key(k) for k in path]
-        if keys and keys[-1] == "value" and isinstance(path[-1], jax.tree_util.GetAttrKey):
-            keys = keys[:-1]
-        return fn("/".join(keys))
-    return jax.tree_util.tree_map_with_path(leaf, tree, is_leaf=lambda x: isinstance(x, nnx.Variable))
+    return jax.tree_util.tree_map_with_path(lambda path, _: fn(_path(path)), tree,
+                                            is_leaf=lambda x: isinstance(x, nnx.Variable))
+
+
+def perturb_inputs(params: Any, key: jax.Array, sigma: float, pattern: str = r"(^|/)embeddings/word$") -> Any:
+    """TRAM-x's noised inputs x + z, z ~ N(0, σ²) (Eq. 5, R3F-style): adds z to every input-embedding table
+    (the parameters whose path matches ``pattern``; BERT's word embeddings). z is drawn per table row, so a token
+    repeated within a batch gets the same z; a pattern matching no parameter is an error."""
+    rx = re.compile(pattern)
+    paths = [_path(path) for path, _ in jax.tree_util.tree_flatten_with_path(params)[0]]
+    if not any(rx.search(path) for path in paths):
+        raise ValueError(f"config.optimizer.tram.inputs={pattern!r} matches no parameter; TRAM-x (target 'noise') "
+                         "needs the input embedding table's path, e.g. '(^|/)embeddings/word$'")
+    keys = iter(jax.random.split(key, len(paths)))
+
+    def add(path, x):
+        k = next(keys)
+        return x + sigma * jax.random.normal(k, x.shape, x.dtype) if rx.search(_path(path)) else x
+    return jax.tree_util.tree_map_with_path(add, params)
 
 
 def _compile(patterns, key: str) -> list[re.Pattern]:
@@ -232,5 +253,5 @@ def make(config: Any) -> optax.GradientTransformationExtraArgs:
     return optax.chain(_zero_matching(freeze), wrapped) if freeze else wrapped
 
 
-__all__ = ["make", "default_config", "resolve_config", "learning_rate_fn", "make_schedule", "path_map", "sam",
-           "tram", "split_groups", "kl_divergence", "SAMState", "TRAMState", "NAMES", "SCHEDULES"]
+__all__ = ["make", "default_config", "resolve_config", "learning_rate_fn", "make_schedule", "path_map", "perturb_inputs", "sam",
+           "tram", "split_groups", "kl_divergence", "divergence_of", "SAMState", "TRAMState", "NAMES", "SCHEDULES"]

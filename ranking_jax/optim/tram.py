@@ -119,4 +119,10 @@ def tram(base_tx: optax.GradientTransformation, *, target: str = "prev", eta: fl
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
 
-__all__ = ["tram", "TRAMState", "kl_divergence"]
+def divergence_of(opt_state: Any) -> jax.Array | None:
+    """The trust-region distance ``d`` of the last step held in ``opt_state`` (None without a TRAM stage)."""
+    states = jax.tree.leaves(opt_state, is_leaf=lambda x: isinstance(x, TRAMState))
+    return next((s.divergence for s in states if isinstance(s, TRAMState)), None)
+
+
+__all__ = ["tram", "TRAMState", "kl_divergence", "divergence_of"]
