@@ -7,8 +7,9 @@ whether each holds at this scale) and ``tables/NAME.png``.
 A table module defines ``get_table(scale) -> types.SimpleNamespace`` with
 
   title, paper (markdown: the published numbers and their source), notes (what this scale changes and costs),
-  seeds, rows ({row: {"config": "configs/x.py:arg", "overrides": {"a.b": v}[, "seeds": [...]]}}, run in order,
-  each at the table's seeds or its own subset of them, e.g. [0] for a deterministic baseline; "{ROW}" in a string
+  seeds, rows ({row: {"config": "configs/x.py:arg", "overrides": {"a.b": v}[, "seeds": [...]]}}, each at the
+  table's seeds or its own subset of them, e.g. [0] for a deterministic baseline; run seed by seed, rows in
+  order within a seed, so an interrupted reproduction holds whole seeds; "{ROW}" in a string
   override is ROW's workdir at the same seed, "{ROW@S}" at seed S), columns ([(label, summary key,
   higher_is_better)]), claims ([{"text", "better", "worse", "column"[, "kind": "better" | "not_worse"]}]),
   paired: "seed" (a claim's two rows compared seed by seed) or "query:RUNFILE" (per-query values written beside
@@ -274,19 +275,21 @@ def main(argv=None) -> int:
     workdirs = {r: {s: root / r / f"seed-{s}" for s in row_seeds(table, r)} for r in table.rows}
     results: dict[str, dict[int, dict]] = {}
     run_s, reused = 0.0, 0
-    for row in table.rows:
-        for seed, workdir in workdirs[row].items():
-            summary, was_reused = run_cell(resolve(table, row, seed, placeholders(table, workdirs, seed)), workdir)
-            missing = [key for _, key, _ in table.columns if key not in summary.get("eval_after", {})]
-            if missing:
-                raise SystemExit(f"{workdir}/summary.json has no {missing}; its eval_after holds "
-                                 f"{sorted(summary.get('eval_after', {}))}: fix the table's columns")
-            results.setdefault(row, {})[seed] = summary["eval_after"]
-            run_s += summary["timing"]["total_s"]
-            reused += was_reused
-            print(f"[{name}] {row} seed {seed}: "
-                  + ", ".join(f"{label} {summary['eval_after'][key]:.4f}" for label, key, _ in table.columns)
-                  + (" (reused)" if was_reused else f" ({summary['timing']['total_s']:.0f} s)"), flush=True)
+    # seed by seed (every row at the first seed, then the next), so an interrupted reproduction has whole seeds
+    cells = [(row, seed) for seed in table.seeds for row in table.rows if seed in workdirs[row]]
+    for row, seed in cells:
+        workdir = workdirs[row][seed]
+        summary, was_reused = run_cell(resolve(table, row, seed, placeholders(table, workdirs, seed)), workdir)
+        missing = [key for _, key, _ in table.columns if key not in summary.get("eval_after", {})]
+        if missing:
+            raise SystemExit(f"{workdir}/summary.json has no {missing}; its eval_after holds "
+                             f"{sorted(summary.get('eval_after', {}))}: fix the table's columns")
+        results.setdefault(row, {})[seed] = summary["eval_after"]
+        run_s += summary["timing"]["total_s"]
+        reused += was_reused
+        print(f"[{name}] {row} seed {seed}: "
+              + ", ".join(f"{label} {summary['eval_after'][key]:.4f}" for label, key, _ in table.columns)
+              + (" (reused)" if was_reused else f" ({summary['timing']['total_s']:.0f} s)"), flush=True)
     claims = evaluate_claims(table, results, workdirs)
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
