@@ -25,11 +25,11 @@ import numpy as np
 from flax import nnx
 
 from ranking_jax import sharding
-from ranking_jax.data.pipeline import trim_padding
+from ranking_jax.data.pipeline import text_pipeline, trim_padding
 from ranking_jax.metrics import trec
 
 __all__ = ["RerankEvaluator", "RetrievalEvaluator", "EmbeddingEvaluator", "PreferenceEvaluator", "PolicyEvaluator",
-           "exact_topk", "score_lists", "main"]
+           "exact_topk", "score_triples", "main"]
 
 
 # ----------------------------------------------------------------------------------------- evaluators
@@ -74,9 +74,16 @@ def _collect(fn: Callable, model, batches: Batches, rows: Callable, mesh, rules
     return np.concatenate(outputs), {k: np.concatenate(v) for k, v in fields.items()}
 
 
-def score_lists(model, batches: Batches, *, mesh, rules=sharding.DEFAULT_RULES) -> np.ndarray:
-    """``model(batch) -> [B, L]`` (dropout off) for every real list of ``batches``, in order: e.g. a teacher's
-    scores of training triples (padding rows, ``query_index`` -1, are dropped)."""
+def score_triples(model, triples: Sequence[tuple[int, int, int]], *, family: str, queries, corpus,
+                  tokenizer=None, batch_size: int = 32, mesh=None, rules=sharding.DEFAULT_RULES) -> np.ndarray:
+    """A teacher's scores ``[n, 2]`` (d+, d-) of ``(query_index, pos_index, neg_index)`` triples, in order
+    (dropout off; ``queries``/``corpus`` as :func:`ranking_jax.data.text_pipeline` takes them; one device
+    unless ``mesh`` is given)."""
+    records = [{"query_index": q, "doc_index": np.array([p, n], np.int32), "labels": np.array([1, 0], np.float32)}
+               for q, p, n in triples]
+    batches = text_pipeline(records, family=family, queries=queries, corpus=corpus, batch_size=batch_size,
+                            list_size=2, train=False, tokenizer=tokenizer, shard=(0, 1))
+    mesh = mesh or sharding.make_mesh([("data", 1)], devices=jax.devices()[:1])
     scores, _ = _collect(_jitted(lambda m, b: m(b, deterministic=True)), model, batches,
                          lambda b: b["query_index"] >= 0, mesh, rules)
     return scores

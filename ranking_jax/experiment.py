@@ -185,12 +185,6 @@ def _evaluators(config, c: _Collection, eval_qrels: dict, tokenizer, workdir: pa
     return evaluators
 
 
-def exported_family(directory: str | pathlib.Path) -> str:
-    """The model family (``config.model.name``) of a model :func:`load_exported` reads from ``directory``."""
-    meta = json.loads((pathlib.Path(directory) / "config.json").read_text())
-    return meta.get("ranking_jax_family") or meta.get("model", {}).get("name") or "cross_encoder"
-
-
 def distillation_records(config, c: _Collection, train_qrels: dict, workdir: pathlib.Path, mesh, rules
                          ) -> list[dict]:
     """Training triples scored by the teachers ``config.data.teacher`` (comma-separated dirs of models other runs
@@ -200,8 +194,6 @@ def distillation_records(config, c: _Collection, train_qrels: dict, workdir: pat
     d = config.data
     triples = data_lib.hard_negative_triples(train_qrels, c.candidates, per_query=d.teacher_per_query,
                                              depth=d.train_depth, seed=0)
-    records = [{"query_index": q, "doc_index": np.array([p, n], np.int32), "labels": np.array([1, 0], np.float32)}
-               for q, p, n in triples]
 
     def scores_of(teacher: pathlib.Path) -> np.ndarray:  # cached per teacher, so ensembles reuse them
         if not (teacher / "config.json").is_file():
@@ -212,13 +204,11 @@ def distillation_records(config, c: _Collection, train_qrels: dict, workdir: pat
         path = data_cache(config, f"teacher-scores|{digest.hexdigest()}") / "scores.npy"
         if path.exists():
             return np.load(path)
-        family = exported_family(teacher)
+        model, family = load_exported(teacher)
         tokenizer = data_lib.TextTokenizer(query_length=d.query_length, doc_length=d.doc_length,
                                            colbert=family == "colbert")
-        batches = data_lib.text_pipeline(records, family=family, queries=c.query_table, corpus=c.corpus,
-                                         batch_size=8 * d.eval_batch_size, list_size=2, train=False,
-                                         tokenizer=tokenizer)
-        scores = evaluate.score_lists(load_exported(teacher), batches, mesh=mesh, rules=rules)
+        scores = evaluate.score_triples(model, triples, family=family, queries=c.query_table, corpus=c.corpus,
+                                        tokenizer=tokenizer, batch_size=8 * d.eval_batch_size, mesh=mesh, rules=rules)
         path.parent.mkdir(parents=True, exist_ok=True)
         np.save(path, scores)
         return scores
@@ -418,26 +408,27 @@ def response_scorer(prompts: Sequence[str], responses: Sequence[str], *, pipelin
     return lambda model: scorer.scores(model)[0][row, column]
 
 
-def load_exported(directory: str | pathlib.Path) -> nnx.Module:
-    """The model a run exported to ``directory`` (its ``export_dir``): a cross-encoder in Hugging Face layout
-    (``model.safetensors``) or any model as ``params.npz`` + ``config.json`` (:func:`checkpoint.export_params`)."""
+def load_exported(directory: str | pathlib.Path) -> tuple[nnx.Module, str]:
+    """``(model, family)`` a run exported to ``directory`` (its ``export_dir``): a cross-encoder in Hugging Face
+    layout (``model.safetensors``) or any model as ``params.npz`` + ``config.json``
+    (:func:`checkpoint.export_params`), whose ``model.name`` is the family."""
     directory = pathlib.Path(directory)
     if (directory / "model.safetensors").exists():
-        return registry.lookup("models.cross_encoder")(pretrained=directory)
+        return registry.lookup("models.cross_encoder")(pretrained=directory), "cross_encoder"
     if not (directory / checkpoint.PARAMS_FILE).exists():
         raise FileNotFoundError(f"{directory} holds no exported model (model.safetensors or "
                                 f"{checkpoint.PARAMS_FILE}); set config.export_dir in the run that trains it")
     from ml_collections import ConfigDict
     config = ConfigDict(json.loads((directory / "config.json").read_text()))
     split, params = train.split_model(build_model(config, pretrained=False))
-    return split.merge(checkpoint.import_params(params, directory))
+    return split.merge(checkpoint.import_params(params, directory)), config.model.name
 
 
 def trained_reward(model_dir: str, *, pipeline: Callable, mesh, rules) -> Callable[[list, list], np.ndarray]:
     """A frozen reward model ``(prompts, responses) -> scores`` that another run trained and exported (e.g. a
     Bradley-Terry run's ``export_dir``, :func:`load_exported`); ``pipeline(rows)`` batches its inputs as the
     policy's are."""
-    model = load_exported(model_dir)
+    model, _ = load_exported(model_dir)
     return lambda prompts, responses: response_scorer(prompts, responses, pipeline=pipeline, mesh=mesh,
                                                       rules=rules)(model)
 

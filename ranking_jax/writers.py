@@ -15,6 +15,14 @@ def _scalar(v: Any) -> float | int | str:
     return v.item() if v.size == 1 else str(v.tolist())
 
 
+def read_metrics(workdir: str | pathlib.Path) -> list[dict]:
+    """The rows of ``workdir/metrics.jsonl`` (none when the run logged nothing)."""
+    path = pathlib.Path(workdir) / "metrics.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
 class MetricWriter:
     """Appends ``{"step": s, "split": ..., **scalars}`` lines to ``workdir/metrics.jsonl`` and TensorBoard."""
 
@@ -37,9 +45,7 @@ class MetricWriter:
                     self._tb.add_scalar(f"{split}/{k}".replace("@", "_at_"), v, int(step))
 
     def rows(self) -> list[dict]:
-        if not self.path.exists():
-            return []
-        return [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
+        return read_metrics(self.workdir)
 
     def truncate_after(self, step: int) -> None:
         """Drops rows logged after ``step`` (a resumed run replays them)."""

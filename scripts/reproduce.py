@@ -61,7 +61,7 @@ def row_seeds(table, row: str) -> list[int]:
     return seeds
 
 
-def placeholders(table, workdirs: dict[str, dict[int, pathlib.Path]], seed: int) -> dict[str, pathlib.Path]:
+def placeholders(workdirs: dict[str, dict[int, pathlib.Path]], seed: int) -> dict[str, pathlib.Path]:
     """``{ROW: workdir at seed}`` for the rows run at ``seed`` and ``{ROW@S: workdir at S}`` for every run."""
     out = {f"{r}@{s}": w for r, by_seed in workdirs.items() for s, w in by_seed.items()}
     out.update({r: by_seed[seed] for r, by_seed in workdirs.items() if seed in by_seed})
@@ -171,15 +171,14 @@ def evaluate_claims(table, results, workdirs) -> list[dict]:
 def diagnostics(table, workdirs) -> list[str]:
     """Markdown table of ``table.diagnostics``: per row, median (min–max) of each train scalar over the logged
     steps of all its runs ("—" where a row logs none)."""
-    from ranking_jax.writers import MetricWriter
+    from ranking_jax.writers import read_metrics
     wanted = list(getattr(table, "diagnostics", []))
     if not wanted:
         return []
     lines = ["", "## Training diagnostics (median, min–max over logged steps and seeds)", "",
              "| row | " + " | ".join(label for label, _ in wanted) + " |", "|---|" + "---|" * len(wanted)]
     for row, by_seed in workdirs.items():
-        logged = [r for w in by_seed.values() for r in MetricWriter(w, tensorboard=False).rows()
-                  if r["split"] == "train"]
+        logged = [r for w in by_seed.values() for r in read_metrics(w) if r["split"] == "train"]
         cells = []
         for _, key in wanted:
             v = np.array([r[key] for r in logged if key in r])
@@ -279,7 +278,7 @@ def main(argv=None) -> int:
     cells = [(row, seed) for seed in table.seeds for row in table.rows if seed in workdirs[row]]
     for row, seed in cells:
         workdir = workdirs[row][seed]
-        summary, was_reused = run_cell(resolve(table, row, seed, placeholders(table, workdirs, seed)), workdir)
+        summary, was_reused = run_cell(resolve(table, row, seed, placeholders(workdirs, seed)), workdir)
         missing = [key for _, key, _ in table.columns if key not in summary.get("eval_after", {})]
         if missing:
             raise SystemExit(f"{workdir}/summary.json has no {missing}; its eval_after holds "

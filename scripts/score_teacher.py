@@ -20,29 +20,13 @@ import argparse
 import logging
 import pathlib
 import sys
-from typing import Iterable, Sequence
-
-import jax
-import numpy as np
-from flax import nnx
+from typing import Iterable
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # run without installing
 from ranking_jax import data  # noqa: E402
+from ranking_jax.evaluate import score_triples  # noqa: E402
 
 log = logging.getLogger(__name__)
-
-
-def score_triples(model: nnx.Module, triples: Sequence[tuple[int, int, int]], *, family: str,
-                  queries: data.Texts | data.TokenTable, corpus: data.Texts | data.TokenTable, batch_size: int = 32,
-                  tokenizer: data.TextTokenizer | None = None, mesh=None) -> np.ndarray:
-    """Teacher scores [n, 2] (d+, d-) of ``(query_index, pos_index, neg_index)`` triples, in order."""
-    from ranking_jax import evaluate, sharding
-    records = [{"query_index": q, "doc_index": np.array([p, n], np.int32), "labels": np.array([1, 0], np.float32)}
-               for q, p, n in triples]
-    batches = data.text_pipeline(records, family=family, queries=queries, corpus=corpus, batch_size=batch_size,
-                                 list_size=2, train=False, tokenizer=tokenizer, shard=(0, 1))
-    mesh = mesh or sharding.make_mesh([("data", 1)], devices=jax.devices()[:1])
-    return evaluate.score_lists(model, batches, mesh=mesh)
 
 
 def read_triples(path, *, queries: data.IdIndex, docs: data.IdIndex) -> list[tuple[int, int, int]]:

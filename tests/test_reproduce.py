@@ -129,7 +129,7 @@ def test_declared_tables_resolve(tmp_path, scale):
         rows = list(table.rows)
         for row, spec in table.rows.items():
             seed = reproduce.row_seeds(table, row)[-1]
-            names_ = reproduce.placeholders(table, workdirs, seed)
+            names_ = reproduce.placeholders(workdirs, seed)
             config = reproduce.resolve(table, row, seed, names_)
             assert config.seed == seed
             for key, value in spec.get("overrides", {}).items():
@@ -154,7 +154,7 @@ def test_row_seeds_and_seed_placeholders(tmp_path):
         "c": dict(spec, overrides={"data.manual_dir": "{a}"})})
     workdirs = {r: {s: tmp_path / r / str(s) for s in reproduce.row_seeds(table, r)} for r in table.rows}
     assert sorted(workdirs["a"]) == [0] and sorted(workdirs["b"]) == [0, 1]
-    resolved = lambda row, seed: reproduce.resolve(table, row, seed, reproduce.placeholders(table, workdirs, seed))
+    resolved = lambda row, seed: reproduce.resolve(table, row, seed, reproduce.placeholders(workdirs, seed))
     assert resolved("b", 1).data.manual_dir == f"{tmp_path}/a/0/m"
     assert resolved("c", 0).data.manual_dir == f"{tmp_path}/a/0"
     with pytest.raises(SystemExit, match=r"row 'c' at seed 1: placeholder \{a\} names no run"):

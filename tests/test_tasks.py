@@ -335,7 +335,8 @@ def test_frozen_feature_policy_and_exported_mlp_reward_model(tmp_path, pref_cach
     feats = np.stack([np.stack([np.concatenate([e[r["prompt"]], e[r[s]], e[r["prompt"]] * e[r[s]]])
                                 for s in ("chosen", "rejected")]) for r in train])
     np.testing.assert_allclose(experiment.sentence_features(config, train), feats, atol=1e-6)
-    rm = experiment.load_exported(tmp_path / "rm" / "rm")
+    rm, family = experiment.load_exported(tmp_path / "rm" / "rm")
+    assert family == rm_config.model.name
     expected = np.asarray(rm({"features": feats}), np.float64)
     weights = tmp_path / "rm" / "rm" / "params.npz"
     copy = experiment.data_cache(config, f"scored|{tier.resolve()}|{tmp_path / 'rm' / 'rm'}|"

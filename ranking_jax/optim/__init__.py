@@ -120,16 +120,15 @@ def perturb_inputs(params: Any, key: jax.Array, sigma: float, pattern: str = r"(
     (the parameters whose path matches ``pattern``; BERT's word embeddings). z is drawn per table row, so a token
     repeated within a batch gets the same z; a pattern matching no parameter is an error."""
     rx = re.compile(pattern)
-    paths = [_path(path) for path, _ in jax.tree_util.tree_flatten_with_path(params)[0]]
-    if not any(rx.search(path) for path in paths):
+    leaves, treedef = jax.tree_util.tree_flatten_with_path(params)
+    hits = [bool(rx.search(_path(path))) for path, _ in leaves]
+    if not any(hits):
         raise ValueError(f"config.optimizer.tram.inputs={pattern!r} matches no parameter; TRAM-x (target 'noise') "
                          "needs the input embedding table's path, e.g. '(^|/)embeddings/word$'")
-    keys = iter(jax.random.split(key, len(paths)))
-
-    def add(path, x):
-        k = next(keys)
-        return x + sigma * jax.random.normal(k, x.shape, x.dtype) if rx.search(_path(path)) else x
-    return jax.tree_util.tree_map_with_path(add, params)
+    keys = jax.random.split(key, len(leaves))
+    return jax.tree_util.tree_unflatten(treedef, [
+        x + sigma * jax.random.normal(k, x.shape, x.dtype) if hit else x
+        for (_, x), hit, k in zip(leaves, hits, keys)])
 
 
 def _compile(patterns, key: str) -> list[re.Pattern]:
@@ -253,5 +252,6 @@ def make(config: Any) -> optax.GradientTransformationExtraArgs:
     return optax.chain(_zero_matching(freeze), wrapped) if freeze else wrapped
 
 
-__all__ = ["make", "default_config", "resolve_config", "learning_rate_fn", "make_schedule", "path_map", "perturb_inputs", "sam",
-           "tram", "split_groups", "kl_divergence", "divergence_of", "SAMState", "TRAMState", "NAMES", "SCHEDULES"]
+__all__ = ["make", "default_config", "resolve_config", "learning_rate_fn", "make_schedule", "path_map",
+           "perturb_inputs", "sam", "tram", "split_groups", "kl_divergence", "divergence_of", "SAMState", "TRAMState",
+           "NAMES", "SCHEDULES"]
