@@ -6,6 +6,8 @@ PIP := $(PY) -m pip
 STAMP := $(VENV)/.stamp-requirements
 WORKDIR ?= workdirs/quickstart
 PYTEST_ARGS ?=
+# test processes (pytest-xdist): most test time is single-threaded XLA compilation, so 2 workers on 2 cores
+TEST_WORKERS ?= 2
 
 .PHONY: quickstart test setup clean-venv
 
@@ -28,7 +30,7 @@ quickstart: $(STAMP)
 	$(PY) -m ranking_jax.main --config configs/quickstart.py --workdir $(WORKDIR)
 
 test: $(STAMP)
-	$(PY) -m pytest tests $(PYTEST_ARGS)
+	$(PY) -m pytest tests -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 clean-venv:
 	rm -rf $(VENV)
