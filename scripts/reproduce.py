@@ -33,6 +33,7 @@ import json
 import os
 import pathlib
 import platform
+import re
 import sys
 import time
 from typing import Sequence
@@ -66,6 +67,31 @@ def placeholders(workdirs: dict[str, dict[int, pathlib.Path]], seed: int) -> dic
     out = {f"{r}@{s}": w for r, by_seed in workdirs.items() for s, w in by_seed.items()}
     out.update({r: by_seed[seed] for r, by_seed in workdirs.items() if seed in by_seed})
     return out
+
+
+def cell_order(table, workdirs: dict[str, dict[int, pathlib.Path]]) -> list[tuple[str, int]]:
+    """Every ``(row, seed)`` run, seed by seed in declaration order (so an interrupted reproduction holds whole
+    seeds), except that the runs a run's overrides name (``{ROW}`` / ``{ROW@S}``) come just before it."""
+    cells = [(row, seed) for seed in table.seeds for row in table.rows if seed in workdirs[row]]
+    order, visiting = [], set()
+
+    def visit(row, seed):
+        if (row, seed) in order:
+            return
+        if (row, seed) in visiting:
+            raise SystemExit(f"table run {row} at seed {seed} needs itself through its {{ROW@S}} placeholders")
+        visiting.add((row, seed))
+        names = [f[1:-1] for v in table.rows[row].get("overrides", {}).values() if isinstance(v, str)
+                 for f in re.findall(r"\{[^{}]+\}", v)]
+        for name in names:
+            dep = (name.split("@")[0], int(name.split("@")[1])) if "@" in name else (name, seed)
+            if dep in cells:  # a name that is no run is resolve()'s error to report
+                visit(*dep)
+        order.append((row, seed))
+
+    for cell in cells:
+        visit(*cell)
+    return order
 
 
 def resolve(table, row: str, seed: int, workdirs: dict[str, pathlib.Path] | None = None):
@@ -274,9 +300,7 @@ def main(argv=None) -> int:
     workdirs = {r: {s: root / r / f"seed-{s}" for s in row_seeds(table, r)} for r in table.rows}
     results: dict[str, dict[int, dict]] = {}
     run_s, reused = 0.0, 0
-    # seed by seed (every row at the first seed, then the next), so an interrupted reproduction has whole seeds
-    cells = [(row, seed) for seed in table.seeds for row in table.rows if seed in workdirs[row]]
-    for row, seed in cells:
+    for row, seed in cell_order(table, workdirs):
         workdir = workdirs[row][seed]
         summary, was_reused = run_cell(resolve(table, row, seed, placeholders(workdirs, seed)), workdir)
         missing = [key for _, key, _ in table.columns if key not in summary.get("eval_after", {})]

@@ -164,6 +164,19 @@ def test_row_seeds_and_seed_placeholders(tmp_path):
         reproduce.row_seeds(table, "a")
 
 
+def test_cell_order_is_seed_major_with_named_runs_first(tmp_path):
+    import types
+    spec = {"config": "configs/ltr_mlp.py"}
+    table = types.SimpleNamespace(seeds=[0, 1], rows={
+        "a": dict(spec, seeds=[0]), "b": dict(spec, overrides={"data.manual_dir": "{a@0}/m"}),
+        "c": dict(spec, overrides={"init": "{e@1}", "data.manual_dir": "{b}"}), "e": dict(spec, seeds=[1])})
+    workdirs = {r: {s: tmp_path / r / str(s) for s in reproduce.row_seeds(table, r)} for r in table.rows}
+    assert reproduce.cell_order(table, workdirs) == [("a", 0), ("b", 0), ("e", 1), ("c", 0), ("b", 1), ("c", 1)]
+    table.rows["e"]["overrides"] = {"init": "{c@0}"}
+    with pytest.raises(SystemExit, match="table run c at seed 0 needs itself"):
+        reproduce.cell_order(table, workdirs)
+
+
 def test_misspelled_override_names_row_and_key():
     import types
     table = types.SimpleNamespace(rows={"x": {"config": "configs/ltr_mlp.py", "overrides": {"data.manul_dir": "a"}}})
