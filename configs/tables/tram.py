@@ -75,7 +75,11 @@ method. Cost: AdamW trained its 30 steps in 53 s (seed 1); ASAM took about 2.1×
 2.7–3.0×, compilation included (each run's ``summary.json``). The invocation that ran all 19 runs took 62.2
 min of wall time, over the 60-minute budget: about 6 min of it came from tests run on the same 2 cores during
 three runs (AdamW seed 2 and SAM seeds 0 and 1 took 168, 372 and 237 s against 104 and 161 s for their
-uncontended twins); this file was then rewritten by a second invocation that reused every run.
+uncontended twins); this file was then rewritten by a second invocation that reused every run. A re-timing on
+the idle machine (2026-12-01, a fresh compilation cache, a fresh workdir) reproduced the seed-0 runs' metrics
+exactly, but those 7 runs took 23.5 min against 21.3 min in the first invocation (its contended SAM run counted
+at its twins' pace): the machine's own speed varies by about 10%, so the whole table takes about 56–62 min on
+these 2 cores without contention and does not fit the 60-minute budget reliably.
 """
 
 
