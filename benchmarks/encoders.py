@@ -10,6 +10,12 @@ requirements.) Reports medians and same-run ratios:
      (transformers BertModel, sdpa attention); FLOPs = 3 x forward matmul FLOPs;
   3. bi-encoder encoding of SciFact abstracts (max 256 tokens, batch 32, mean pooling + normalize), whole
      process incl. start-up: `python -m ranking_jax.encode` vs a sentence-transformers `encode` script.
+
+    .venv/bin/python benchmarks/encoders.py --forward-only   # no torch needed; XLA_FLAGS=... to compare flags
+
+reports instead where the f32 encoder forward stands against this CPU's matmul rate: the rate of the peak
+matmul and of MiniLM's own matmul shapes, the jitted mean-pooled forward on 32 x 256 tokens, and how many tokens
+the encoder's length buckets pad on the SciFact texts against exact per-batch padding (sentence-transformers').
 """
 
 from __future__ import annotations
@@ -41,6 +47,39 @@ def matmul_peak():
     f = jax.jit(lambda a, b: a @ b)
     ts, _ = timings(lambda: f(a, b).block_until_ready(), warmup=2, iters=9)
     return 2 * n ** 3 / min(ts) / 1e9
+
+
+def forward_report(path, n_texts: int) -> None:
+    import jax
+    import jax.numpy as jnp
+    from ranking_jax.encode import length_buckets, module_fn
+    from ranking_jax.models import pretrained as hf
+    from ranking_jax.models.bi_encoder import BiEncoder
+
+    def rate(flops, fn):
+        return flops / statistics.median(timings(fn, warmup=1, iters=5)[0]) / 1e9
+
+    mm = jax.jit(lambda a, b: a @ b)
+    for m, k, n in [(2048, 2048, 2048), (B * L * T, 384, 384), (B * L * T, 384, 1536), (B * L * T, 1536, 384)]:
+        a, b = jnp.ones((m, k)), jnp.ones((k, n))
+        print(f"matmul {m}x{k}x{n}: {rate(2 * m * k * n, lambda: mm(a, b).block_until_ready()):.1f} GFLOP/s")
+    heads = jnp.ones((B * L * 12, T, 32))
+    attn = jax.jit(lambda q, k: jnp.einsum("bqd,bkd->bqk", q, k))
+    print(f"attention scores {B * L * 12}x{T}x{T}x32: "
+          f"{rate(2 * B * L * 12 * T * T * 32, lambda: attn(heads, heads).block_until_ready()):.1f} GFLOP/s")
+    embed = module_fn(BiEncoder(hf.from_pretrained(path), pooling="mean", similarity="cosine"), "encode_queries")
+    ids = jnp.asarray(np.random.default_rng(0).integers(1000, 30000, (B * L, T)).astype(np.int32))
+    mask = jnp.ones((B * L, T), jnp.int32)
+    ts, _ = timings(lambda: embed(ids, mask).block_until_ready(), warmup=1, iters=5)
+    print(f"f32 forward, {B * L} x {T} tokens: median {statistics.median(ts):.2f} s, "
+          f"{train_flops() / 3 / statistics.median(ts) / 1e9:.1f} GFLOP/s")
+    lengths = np.array([len(e.ids) for e in hf.load_tokenizer(path, max_length=T).encode_batch(encode_texts(n_texts))])
+    batches = [np.sort(lengths)[::-1][i:i + 32] for i in range(0, len(lengths), 32)]
+    buckets = np.array(length_buckets(T))
+    padded = sum(int(buckets[np.searchsorted(buckets, b.max())]) * 32 for b in batches)
+    exact = sum(int(b.max()) * 32 for b in batches)
+    print(f"{len(lengths)} SciFact texts, {100 * np.mean(lengths == T):.0f}% at {T} tokens: buckets pad {padded:,} "
+          f"tokens, exact per-batch padding {exact:,} (+{100 * (padded / exact - 1):.1f}%)")
 
 
 def train_flops():
@@ -153,9 +192,12 @@ def main():
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--skip-train", action="store_true")
     p.add_argument("--skip-encode", action="store_true")
+    p.add_argument("--forward-only", action="store_true", help="only the f32 forward against the matmul rate")
     args = p.parse_args()
     from ranking_jax.assets import minilm_path
     path = minilm_path()
+    if args.forward_only:
+        return forward_report(path, args.texts)
     threads = os.cpu_count()
     print(f"machine: {os.cpu_count()} CPU threads visible; load average {os.getloadavg()}; torch threads={threads}")
     peak = matmul_peak()

@@ -33,7 +33,7 @@ import json
 import os
 import pathlib
 import platform
-import re
+import string
 import sys
 import time
 from typing import Sequence
@@ -81,8 +81,8 @@ def cell_order(table, workdirs: dict[str, dict[int, pathlib.Path]]) -> list[tupl
         if (row, seed) in visiting:
             raise SystemExit(f"table run {row} at seed {seed} needs itself through its {{ROW@S}} placeholders")
         visiting.add((row, seed))
-        names = [f[1:-1] for v in table.rows[row].get("overrides", {}).values() if isinstance(v, str)
-                 for f in re.findall(r"\{[^{}]+\}", v)]
+        names = [field for v in table.rows[row].get("overrides", {}).values() if isinstance(v, str)
+                 for _, field, _, _ in string.Formatter().parse(v) if field]  # what resolve's format_map fills
         for name in names:
             dep = (name.split("@")[0], int(name.split("@")[1])) if "@" in name else (name, seed)
             if dep in cells:  # a name that is no run is resolve()'s error to report

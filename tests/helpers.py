@@ -1,6 +1,5 @@
 """Shared test helpers: experiment configs by name, small SVMlight collections, a run's metrics.jsonl."""
 
-import json
 import pathlib
 
 import numpy as np
@@ -33,6 +32,5 @@ def write_svmlight(folder: pathlib.Path, *, queries=6, docs=12, features=5, seed
 
 def metric_rows(workdir: pathlib.Path, split: str | None = None) -> list[dict]:
     """The rows of ``workdir/metrics.jsonl`` (of one split, when given)."""
-    path = pathlib.Path(workdir) / "metrics.jsonl"
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    return [r for r in rows if split is None or r["split"] == split]
+    from ranking_jax.writers import read_metrics
+    return [r for r in read_metrics(workdir) if split is None or r["split"] == split]
