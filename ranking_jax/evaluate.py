@@ -15,6 +15,7 @@ import argparse
 import collections
 import functools
 import json
+import logging
 import pathlib
 import sys
 from typing import Any, Callable, Mapping, Optional, Sequence, Union
@@ -28,11 +29,12 @@ from ranking_jax import sharding
 from ranking_jax.data.pipeline import text_pipeline, trim_padding
 from ranking_jax.metrics import trec
 
-__all__ = ["RerankEvaluator", "RetrievalEvaluator", "EmbeddingEvaluator", "PreferenceEvaluator", "PolicyEvaluator",
-           "exact_topk", "score_triples", "main"]
+__all__ = ["RerankEvaluator", "DenseRerankEvaluator", "RetrievalEvaluator", "EmbeddingEvaluator",
+           "PreferenceEvaluator", "PolicyEvaluator", "exact_topk", "score_triples", "main"]
 
 
 # ----------------------------------------------------------------------------------------- evaluators
+log = logging.getLogger(__name__)
 Batches = Sequence[Mapping[str, np.ndarray]]  # e.g. a data.Pipeline: len() and [i]
 
 
@@ -215,27 +217,69 @@ def encode_tokens(encode: Callable, model, tokens: Mapping[str, np.ndarray], *, 
     return out
 
 
-class RetrievalEvaluator(_RunEvaluator):
-    """Dense retrieval with a bi-encoder: the corpus and the judged queries are encoded (:func:`encode_tokens`),
-    then :func:`exact_topk` over the whole corpus; evaluates the run."""
+class _DenseEvaluator(_RunEvaluator):
+    """A run from bi-encoder embeddings of the queries ``query_rows`` and the documents ``doc_tokens`` holds
+    (:func:`encode_tokens`; each text encoded once, in length-sorted batches of ``batch_size``)."""
 
     def __init__(self, *, query_tokens: Mapping[str, np.ndarray], query_rows: Sequence[int],
                  doc_tokens: Mapping[str, np.ndarray], query_ids: Sequence[str], doc_ids: Sequence[str],
                  qrels: Mapping[str, Mapping[str, int]], measures: Union[str, Sequence[str]], mesh,
-                 rules=sharding.DEFAULT_RULES, k: int = 100, batch_size: int = 256, chunk: int = 8192,
-                 run_path: Union[str, pathlib.Path, None] = None, tag: str = "ranking_jax"):
+                 rules=sharding.DEFAULT_RULES, batch_size: int = 256, run_path: Union[str, pathlib.Path, None] = None,
+                 tag: str = "ranking_jax"):
         super().__init__(qrels=qrels, measures=measures, mesh=mesh, rules=rules, run_path=run_path, tag=tag)
         self.query_tokens, self.query_rows, self.doc_tokens = query_tokens, list(query_rows), doc_tokens
-        self.query_ids, self.doc_ids, self.k, self.batch_size, self.chunk = query_ids, doc_ids, k, batch_size, chunk
+        self.query_ids, self.doc_ids, self.batch_size = query_ids, doc_ids, batch_size
 
-    def run(self, model) -> dict[str, dict[str, float]]:
+    def embeddings(self, model) -> tuple[np.ndarray, np.ndarray]:
+        """``(queries [Q, D], documents [N, D])`` in the rows' order."""
         encode = functools.partial(encode_tokens, model=model, mesh=self.mesh, rules=self.rules,
                                    batch_size=self.batch_size)
-        q = encode(encode_queries, tokens=self.query_tokens)
-        d = encode(encode_docs, tokens=self.doc_tokens)
+        return encode(encode_queries, tokens=self.query_tokens), encode(encode_docs, tokens=self.doc_tokens)
+
+
+class RetrievalEvaluator(_DenseEvaluator):
+    """Dense retrieval with a bi-encoder: the judged queries and the whole corpus (``doc_tokens``: every row)
+    are encoded, then :func:`exact_topk` (top ``k``, ``chunk`` documents at a time); evaluates the run."""
+
+    def __init__(self, *, k: int = 100, chunk: int = 8192, **kw):
+        super().__init__(**kw)
+        self.k, self.chunk = k, chunk
+
+    def run(self, model) -> dict[str, dict[str, float]]:
+        q, d = self.embeddings(model)
         scores, index = exact_topk(jnp.asarray(q), jnp.asarray(d), self.k, chunk=self.chunk)
         return {self.query_ids[row]: {self.doc_ids[j]: float(s) for s, j in zip(scores[i], index[i])}
                 for i, row in enumerate(self.query_rows)}
+
+
+class DenseRerankEvaluator(_DenseEvaluator):
+    """Re-ranking with a bi-encoder from embeddings: ``candidates`` ``{query row: corpus rows}`` scored by the dot
+    product of the query's and each candidate's embedding, the score ``BiEncoder.__call__`` gives, with each
+    distinct query and document encoded once (:class:`RerankEvaluator` encodes a document once per list it is
+    in). ``doc_tokens`` holds the corpus rows ``doc_rows``, which must cover every candidate."""
+
+    def __init__(self, *, doc_rows: Sequence[int], candidates: Mapping[int, Sequence[int]], **kw):
+        super().__init__(**kw)
+        self.position = {int(r): i for i, r in enumerate(doc_rows)}
+        if len(self.position) != len(self.doc_tokens["ids"]):
+            raise ValueError(f"doc_rows: {len(self.position)} distinct rows for {len(self.doc_tokens['ids'])} "
+                             "rows of doc_tokens; give one row per tokenized document")
+        self.candidates = {q: np.asarray(candidates.get(q, ()), np.int64) for q in self.query_rows}
+        missing = sorted({int(r) for c in self.candidates.values() for r in c} - self.position.keys())
+        if missing:
+            raise ValueError(f"candidates name corpus rows {missing[:5]} that doc_rows lacks; tokenize them too")
+        if empty := sum(len(c) == 0 for c in self.candidates.values()):
+            log.warning("dense re-ranking: %d of %d judged queries have no candidates (they score 0)", empty,
+                        len(self.candidates))
+
+    def run(self, model) -> dict[str, dict[str, float]]:
+        q, d = self.embeddings(model)
+        run = {}
+        for i, row in enumerate(self.query_rows):
+            docs = self.candidates[row]
+            scores = d[[self.position[int(r)] for r in docs]] @ q[i] if len(docs) else ()
+            run[self.query_ids[row]] = {self.doc_ids[int(r)]: float(s) for r, s in zip(docs, scores)}
+        return run
 
 
 class EmbeddingEvaluator:

@@ -117,10 +117,12 @@ def first_stage(spec: str, query_texts, corpus_texts, *, rows, depth: int, mesh,
 
 @dataclasses.dataclass
 class _Collection:
-    """A BEIR collection's splits, texts, token tables and (cached) first-stage candidates."""
+    """A BEIR collection's splits, ids, texts, token tables and (cached) first-stage candidates."""
     src: Any
-    corpus_texts: Any
-    queries: Any
+    doc_ids: list
+    corpus_texts: list
+    query_ids: list
+    query_texts: list
     corpus: Any
     query_table: Any
     candidates: dict
@@ -139,49 +141,54 @@ def _collection(config, collection: str, qrels_by_split: Callable, tokenizer, me
         if split not in src:
             raise ValueError(f"config.data: split {split!r} is not in {source} (has {sorted(src)})")
     qrels = qrels_by_split(src)
-    corpus_texts = data_lib.texts(src["corpus"])
-    queries = data_lib.Texts(src["queries"])
+    doc_ids, corpus_texts = data_lib.ids_and_texts(src["corpus"], "doc_id")
+    query_ids, query_texts = data_lib.ids_and_texts(src["queries"], "query_id")
     rows = sorted(set().union(*qrels.values()))
     cache = data_cache(config, f"{source.resolve()}|{d.candidates}|{depth}|{rows}") / "candidates.npz"
     if cache.exists():
         stored = np.load(cache)
         candidates = {int(q): stored[q] for q in stored.files}
     else:
-        candidates = first_stage(d.candidates, queries[rows], corpus_texts, rows=rows, depth=depth, mesh=mesh,
-                                 rules=rules)
+        candidates = first_stage(d.candidates, [query_texts[r] for r in rows], corpus_texts, rows=rows, depth=depth,
+                                 mesh=mesh, rules=rules)
         cache.parent.mkdir(parents=True, exist_ok=True)
         np.savez(cache, **{str(q): c for q, c in candidates.items()})
     corpus = data_lib.TokenTable(tokenizer, corpus_texts, max_tokens=d.doc_length)
-    query_table = data_lib.TokenTable(tokenizer, data_lib.texts(src["queries"]), max_tokens=d.query_length)
-    return _Collection(src, corpus_texts, queries, corpus, query_table, candidates), qrels
+    query_table = data_lib.TokenTable(tokenizer, query_texts, max_tokens=d.query_length)
+    return _Collection(src, doc_ids, corpus_texts, query_ids, query_texts, corpus, query_table, candidates), qrels
 
 
 def _evaluators(config, c: _Collection, eval_qrels: dict, tokenizer, workdir: pathlib.Path, mesh, rules, *,
                 prefix: str = "") -> dict:
     """Re-ranking of the first stage's top ``eval_depth`` (and, for bi-encoders, dense retrieval) on the judged
-    queries ``eval_qrels``; evaluator names and run files start with ``prefix``."""
+    queries ``eval_qrels``; evaluator names and run files start with ``prefix``. A bi-encoder re-ranks from
+    embeddings (:class:`ranking_jax.evaluate.DenseRerankEvaluator`: each query and candidate encoded once)."""
     d, family = config.data, config.model.name
-    query_ids = data_lib.id_list(c.src["queries"], "query_id")
-    doc_ids = data_lib.id_list(c.src["corpus"], "doc_id")
-    qrels = {query_ids[q]: {doc_ids[int(doc)]: int(lab) for doc, lab in zip(*judged)}
+    qrels = {c.query_ids[q]: {c.doc_ids[int(doc)]: int(lab) for doc, lab in zip(*judged)}
              for q, judged in eval_qrels.items()}
     eval_cands = {q: cands[:d.eval_depth] for q, cands in c.candidates.items() if q in eval_qrels}
-    eval_records = data_lib.eval_lists(eval_qrels, eval_cands, list_size=d.eval_list_size)
-    eval_pipeline = data_lib.text_pipeline(eval_records, family=family, queries=c.query_table, corpus=c.corpus,
-                                           batch_size=d.eval_batch_size, list_size=d.eval_list_size, train=False,
-                                           tokenizer=tokenizer)
-    measures = config.evals.measures
+    common = dict(qrels=qrels, measures=config.evals.measures, mesh=mesh, rules=rules)
     name = prefix.replace("/", "_")
-    evaluators = {f"{prefix}rerank": evaluate.RerankEvaluator(
-        eval_pipeline, query_ids=query_ids, doc_id=lambda q, doc: doc_ids[doc], qrels=qrels, measures=measures,
-        mesh=mesh, rules=rules, run_path=workdir / f"{name}rerank.run")}
-    if family == "bi_encoder" and config.evals.retrieval:
-        eval_rows = sorted(eval_qrels)
+    if family != "bi_encoder":
+        eval_records = data_lib.eval_lists(eval_qrels, eval_cands, list_size=d.eval_list_size)
+        eval_pipeline = data_lib.text_pipeline(eval_records, family=family, queries=c.query_table, corpus=c.corpus,
+                                               batch_size=d.eval_batch_size, list_size=d.eval_list_size,
+                                               train=False, tokenizer=tokenizer)
+        return {f"{prefix}rerank": evaluate.RerankEvaluator(
+            eval_pipeline, query_ids=c.query_ids, doc_id=lambda q, doc: c.doc_ids[doc],
+            run_path=workdir / f"{name}rerank.run", **common)}
+    eval_rows = sorted(eval_qrels)
+    doc_rows = np.unique(np.concatenate([np.zeros(0, np.int64), *eval_cands.values()]))
+    dense = dict(query_tokens=tokenizer.encode_queries(c.query_table.ragged(eval_rows)), query_rows=eval_rows,
+                 query_ids=c.query_ids, doc_ids=c.doc_ids, batch_size=d.eval_batch_size * d.eval_list_size,
+                 **common)
+    evaluators = {f"{prefix}rerank": evaluate.DenseRerankEvaluator(
+        doc_tokens=tokenizer.encode_docs(c.corpus.ragged(doc_rows)), doc_rows=doc_rows, candidates=eval_cands,
+        run_path=workdir / f"{name}rerank.run", **dense)}
+    if config.evals.retrieval:
         evaluators[f"{prefix}retrieval"] = evaluate.RetrievalEvaluator(
-            query_tokens=tokenizer.encode_queries(c.queries[eval_rows]), query_rows=eval_rows,
-            doc_tokens=tokenizer.encode_docs(c.corpus_texts), query_ids=query_ids, doc_ids=doc_ids, qrels=qrels,
-            measures=measures, mesh=mesh, rules=rules, k=config.evals.retrieval_depth,
-            batch_size=d.eval_batch_size * d.eval_list_size, run_path=workdir / f"{name}retrieval.run")
+            doc_tokens=tokenizer.encode_docs(c.corpus.ragged(np.arange(len(c.corpus)))),
+            k=config.evals.retrieval_depth, run_path=workdir / f"{name}retrieval.run", **dense)
     return evaluators
 
 
@@ -214,9 +221,7 @@ def distillation_records(config, c: _Collection, train_qrels: dict, workdir: pat
         return scores
 
     scores = np.mean([scores_of(pathlib.Path(t)) for t in d.teacher.split(",") if t], axis=0)
-    data_lib.write_teacher_triples(workdir / "teacher.tsv", triples, scores,
-                                   query_ids=data_lib.id_list(c.src["queries"], "query_id"),
-                                   doc_ids=data_lib.id_list(c.src["corpus"], "doc_id"))
+    data_lib.write_teacher_triples(workdir / "teacher.tsv", triples, scores, query_ids=c.query_ids, doc_ids=c.doc_ids)
     return data_lib.teacher_lists((q, p, n, sp, sn) for (q, p, n), (sp, sn) in zip(triples, scores))
 
 

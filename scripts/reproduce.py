@@ -154,6 +154,8 @@ def verdict(diff: float, p: float, higher_is_better: bool, kind: str = "better")
         return "holds"
     if right:
         return "same direction, not significant"
+    if diff == 0 and np.isnan(p):
+        return "does not hold (equal in every pair)"
     return "does not hold" + (" (significantly reversed)" if p < ALPHA else "")
 
 
@@ -214,7 +216,7 @@ def diagnostics(table, workdirs) -> list[str]:
 
 
 def _fmt(x: float) -> str:
-    return "nan" if not np.isfinite(x) else (f"{x:.2g}" if abs(x) < 1e-3 and x != 0 else f"{x:.4f}")
+    return "—" if not np.isfinite(x) else (f"{x:.2g}" if abs(x) < 1e-3 and x != 0 else f"{x:.4f}")
 
 
 def markdown(table, name: str, scale: str, results, claims, *, wall_s: float, run_s: float, reused: int,

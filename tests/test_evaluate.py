@@ -83,6 +83,89 @@ def test_rerank_evaluator_matches_ir_measures(tmp_path):
         assert result[name] == pytest.approx(expected[name], abs=1e-5), name
 
 
+def _lists(rng, queries=12, docs=40):
+    lists = {q: rng.choice(docs, rng.integers(3, 15), replace=False) for q in range(queries)}
+    lists[5] = np.zeros(0, np.int64)  # a judged query without candidates: in the run, with no documents
+    return lists
+
+
+def _list_batches(lists, q_tokens, d_tokens, size=8):
+    """RerankEvaluator batches of a bi-encoder: 8 lists of ``size`` candidates (longer lists in chunks)."""
+    rows = [(q, docs[start:start + size]) for q, docs in lists.items() for start in range(0, max(len(docs), 1), size)]
+    out = []
+    for start in range(0, len(rows), 8):
+        b = {"query_index": np.full(8, -1, np.int32), "doc_index": np.full((8, size), -1, np.int32),
+             "mask": np.zeros((8, size), bool), "query_ids": np.zeros((8, q_tokens["ids"].shape[1]), np.int32),
+             "query_mask": np.zeros((8, q_tokens["ids"].shape[1]), np.int32),
+             "doc_ids": np.zeros((8, size, d_tokens["ids"].shape[1]), np.int32),
+             "doc_mask": np.zeros((8, size, d_tokens["ids"].shape[1]), np.int32)}
+        for i, (q, docs) in enumerate(rows[start:start + 8]):
+            b["query_index"][i], b["doc_index"][i, :len(docs)], b["mask"][i, :len(docs)] = q, docs, True
+            b["query_ids"][i], b["query_mask"][i] = q_tokens["ids"][q], q_tokens["mask"][q]
+            b["doc_ids"][i, :len(docs)], b["doc_mask"][i, :len(docs)] = d_tokens["ids"][docs], d_tokens["mask"][docs]
+        out.append(b)
+    return out
+
+
+def test_dense_rerank_evaluator_matches_ir_measures(tmp_path):
+    rng, doc_ids, doc_mask, qrels = _collection(seed=2)
+    q_ids = rng.integers(1, 50, (12, 5)).astype(np.int32)
+    q_mask = (np.arange(5) < rng.integers(1, 6, 12)[:, None]).astype(np.int32)
+    lists = _lists(rng)
+    doc_rows = np.unique(np.concatenate(list(lists.values())))
+    model = Linear()
+    ev = evaluate.DenseRerankEvaluator(
+        query_tokens={"ids": q_ids, "mask": q_mask}, query_rows=list(range(12)),
+        doc_tokens={"ids": doc_ids[doc_rows], "mask": doc_mask[doc_rows]}, doc_rows=doc_rows, candidates=lists,
+        query_ids=[f"q{i}" for i in range(12)], doc_ids=[f"d{i}" for i in range(40)], qrels=qrels,
+        measures=MEASURES, mesh=sharding.make_mesh([("data", -1)]), batch_size=16, run_path=tmp_path / "dr.run")
+    result = ev(model)
+    qe = np.asarray(model._embed(jnp.asarray(q_ids), jnp.asarray(q_mask)))
+    de = np.asarray(model._embed(jnp.asarray(doc_ids), jnp.asarray(doc_mask)))
+    run = {f"q{q}": {f"d{d}": float(qe[q] @ de[d]) for d in docs} for q, docs in lists.items()}
+    written = trec.read_run(tmp_path / "dr.run")
+    assert written.keys() == {f"q{q}" for q, docs in lists.items() if len(docs)}
+    assert {q: sorted(docs) for q, docs in written.items()} == \
+        {q: sorted(docs) for q, docs in run.items() if docs}
+    expected = _ir_measures(qrels, run)
+    for name in MEASURES.split():
+        assert result[name] == pytest.approx(expected[name], abs=1e-5), name
+    with pytest.raises(ValueError, match="candidates name corpus rows"):
+        evaluate.DenseRerankEvaluator(
+            query_tokens={"ids": q_ids, "mask": q_mask}, query_rows=list(range(12)),
+            doc_tokens={"ids": doc_ids[doc_rows[1:]], "mask": doc_mask[doc_rows[1:]]}, doc_rows=doc_rows[1:],
+            candidates=lists, query_ids=[f"q{i}" for i in range(12)], doc_ids=[f"d{i}" for i in range(40)],
+            qrels=qrels, measures=MEASURES, mesh=sharding.make_mesh([("data", -1)]))
+
+
+def test_dense_rerank_equals_list_rerank_of_a_bi_encoder(tmp_path):
+    """A BiEncoder's re-ranking from embeddings (each text once) gives the scores of its own forward over the
+    candidate lists (RerankEvaluator), so switching evaluators changes no number."""
+    from ranking_jax.models import bi_encoder
+    from test_encoder import TINY, tiny_inputs
+    config = {f: getattr(TINY, f) for f in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
+                                            "intermediate_size", "max_position_embeddings")}
+    model = bi_encoder(config=config, pooling="mean", seed=3)
+    q_ids, q_mask, _ = tiny_inputs(12, 9, seed=4)
+    d_ids, d_mask, _ = tiny_inputs(40, 17, seed=5)
+    lists = _lists(np.random.default_rng(6))
+    doc_rows = np.unique(np.concatenate(list(lists.values())))
+    qrels = _collection(seed=7)[3]
+    mesh = sharding.make_mesh([("data", 4), ("model", 2)])
+    common = dict(query_ids=[f"q{i}" for i in range(12)], qrels=qrels, measures=MEASURES, mesh=mesh)
+    listwise = evaluate.RerankEvaluator(_list_batches(lists, {"ids": q_ids, "mask": q_mask},
+                                                      {"ids": d_ids, "mask": d_mask}),
+                                        doc_id=lambda q, d: f"d{d}", **common).run(model)
+    dense = evaluate.DenseRerankEvaluator(
+        query_tokens={"ids": q_ids, "mask": q_mask}, query_rows=list(range(12)),
+        doc_tokens={"ids": d_ids[doc_rows], "mask": d_mask[doc_rows]}, doc_rows=doc_rows, candidates=lists,
+        doc_ids=[f"d{i}" for i in range(40)], batch_size=8, **common).run(model)
+    assert dense.keys() == listwise.keys() and dense["q5"] == listwise["q5"] == {}
+    for q, docs in listwise.items():
+        assert dense[q].keys() == docs.keys()
+        np.testing.assert_allclose([dense[q][d] for d in docs], list(docs.values()), rtol=1e-5, atol=1e-5)
+
+
 def test_exact_topk_chunked_equals_full_sort():
     rng = np.random.default_rng(3)
     q, d = rng.normal(size=(5, 8)).astype(np.float32), rng.normal(size=(103, 8)).astype(np.float32)

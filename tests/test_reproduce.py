@@ -34,6 +34,7 @@ def test_paired_test_matches_hand_derivation():
     (-0.1, 0.01, False, "better", "holds"),  # lower is better (OPIS)
     (-0.1, 0.20, True, "not_worse", "holds (not significantly worse)"),
     (-0.1, 0.01, True, "not_worse", "does not hold (significantly worse)"),
+    (0.0, float("nan"), True, "better", "does not hold (equal in every pair)"),  # paired_test: all differences 0
 ])
 def test_verdicts(diff, p, hib, kind, expected):
     assert reproduce.verdict(diff, p, hib, kind) == expected
@@ -97,7 +98,7 @@ def test_table_end_to_end(tmp_path, capsys):
     line = next(line for line in md.splitlines() if line.startswith("| softmax beats short |"))
     diff = per_seed["softmax", 1]["rerank/nDCG@5"] - json.loads(
         (runs / "short" / "seed-1" / "summary.json").read_text())["eval_after"]["rerank/nDCG@5"]
-    assert f"| {reproduce._fmt(diff)} | nan | nan | 1 seeds |" in line
+    assert f"| {reproduce._fmt(diff)} | — | — | 1 seeds |" in line
 
     # diagnostics: the median (min–max) of the logged train loss over both seeds' steps
     losses = np.array([r["loss"] for s in (0, 1) for r in metric_rows(runs / "softmax" / f"seed-{s}", "train")])

@@ -18,7 +18,7 @@ from ranking_jax.data.formats import (DataFormatError, IdIndex, Skipped, read_id
 from ranking_jax.data.images import ImageClasses, ImageClassesConfig, read_fashion_mnist
 from ranking_jax.data.letor import NORMALIZATIONS, Letor, LetorConfig, normalize
 from ranking_jax.data.lists import (Texts, candidates_from_run, candidates_from_search, candidates_from_split,
-                                    eval_lists, hard_negative_triples, id_list, ids_of, qrels_from_split,
+                                    eval_lists, hard_negative_triples, id_list, ids_and_texts, ids_of, qrels_from_split,
                                     sample_training_list, teacher_lists, texts, train_lists)
 from ranking_jax.data.msmarco import TEACHER_COLUMNS, MsmarcoPassage, read_teacher_triples, write_teacher_triples
 from ranking_jax.data.pipeline import (TEXT_FAMILIES, Batches, Pipeline, image_pipeline, letor_pipeline,
@@ -35,8 +35,8 @@ __all__ = [
     "DataFormatError", "IdIndex", "Skipped", "read_idx", "read_jsonl", "read_qrels", "read_run", "read_svmlight",
     "read_tsv", "write_run", "read_teacher_triples", "write_teacher_triples", "TEACHER_COLUMNS",
     # lists
-    "Texts", "texts", "ids_of", "id_list", "qrels_from_split", "candidates_from_run", "candidates_from_search",
-    "candidates_from_split", "eval_lists", "train_lists", "hard_negative_triples", "sample_training_list",
+    "Texts", "texts", "ids_of", "id_list", "ids_and_texts", "qrels_from_split", "candidates_from_run",
+    "candidates_from_search", "candidates_from_split", "eval_lists", "train_lists", "hard_negative_triples", "sample_training_list",
     "teacher_lists",
     # pipelines
     "Pipeline", "Batches", "text_pipeline", "letor_pipeline", "letor_records", "image_pipeline",

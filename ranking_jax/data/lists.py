@@ -27,7 +27,7 @@ from ranking_jax.data import formats
 
 __all__ = ["Texts", "texts", "qrels_from_split", "candidates_from_split", "candidates_from_run",
            "candidates_from_search", "eval_lists", "train_lists", "sample_training_list", "teacher_lists",
-           "hard_negative_triples", "ids_of", "id_list"]
+           "hard_negative_triples", "ids_of", "id_list", "ids_and_texts"]
 
 log = logging.getLogger(__name__)
 Qrels = Mapping[int, tuple[np.ndarray, np.ndarray]]
@@ -49,6 +49,16 @@ def _rows(source, chunk: int = 4096):
 def texts(source) -> list[str]:
     """All texts of a ``corpus`` or ``queries`` split in row order (``title + " " + text`` when titled)."""
     return [_text(r) for r in _rows(source)]
+
+
+def ids_and_texts(source, field: str) -> tuple[list[str], list[str]]:
+    """The ``doc_id``/``query_id`` (``field``) and text of every row of a ``corpus``/``queries`` split, in row
+    order, read in one pass (deserializing a row costs more than anything done with it)."""
+    ids, out = [], []
+    for r in _rows(source):
+        ids.append(r[field].decode())
+        out.append(_text(r))
+    return ids, out
 
 
 def id_list(source, field: str) -> list[str]:
