@@ -78,12 +78,14 @@ margins add little beyond the labels; the paper's teachers are far stronger than
 training triples the margins (d+ − d−) of T1 and the softmax teacher correlate at 0.87 (T1 and T2: 0.96, from the
 students' teacher.tsv files). A first run (its teacher not kept)
 trained both teachers at seed 0; their margins then correlated at 0.999 with T1's and the T1 and T2 students
-differed on a single query, so the second teacher now trains at seed 1. Cost: the teachers trained in 591 s and
-524 s; a teacher's scores of the 809 triples take about 80 s once and are cached per teacher; the 40 student runs
-took 38–132 s each (median 54 s, 36.1 min in all); the runs' own times sum to 54.7 min, and the invocation that
-ran 37 of the 42 runs (all but T1 and its 4 seed-0 Margin-MSE students) took 41.0 min of wall time. Re-ranking is the
-paper's protocol, so BERT_DOT's dense-retrieval evaluation over the whole corpus is off; BM25's top 10, not the
-top 100 the full scale re-ranks, is what fits 2 seeds into the 60-minute budget.
+differed on a single query, so the second teacher now trains at seed 1. Cost: the invocation that ran all 42
+runs from empty data and compilation caches (2026-12-01) took 55.2 min of wall time and reproduced every per-seed
+number and paired test of the previous invocations exactly; the teachers trained in 520 s and 529 s, a teacher's
+scores of the 809 triples take about 85 s once and are cached per teacher (171 s for both in the first student
+run), and the 40 student runs took 36–223 s each (median 53 s, 37.6 min in all). Re-ranking is the paper's
+protocol, so BERT_DOT's dense-retrieval evaluation over the whole corpus is off; BM25's top 10, not the top 100
+the full scale re-ranks, is what fits 2 seeds into the 60-minute budget (re-ranking 100 candidates would cost
+each student about 10 times its evaluation, 6–17 s now).
 """
 
 
