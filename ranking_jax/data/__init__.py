@@ -36,8 +36,8 @@ __all__ = [
     "read_tsv", "write_run", "read_teacher_triples", "write_teacher_triples", "TEACHER_COLUMNS",
     # lists
     "Texts", "texts", "ids_of", "id_list", "ids_and_texts", "qrels_from_split", "candidates_from_run",
-    "candidates_from_search", "candidates_from_split", "eval_lists", "train_lists", "hard_negative_triples", "sample_training_list",
-    "teacher_lists",
+    "candidates_from_search", "candidates_from_split", "eval_lists", "train_lists", "hard_negative_triples",
+    "sample_training_list", "teacher_lists",
     # pipelines
     "Pipeline", "Batches", "text_pipeline", "letor_pipeline", "letor_records", "image_pipeline",
     "preference_pipeline", "preference_pairs", "stack_lists", "trim_padding", "TEXT_FAMILIES", "normalize", "NORMALIZATIONS",
