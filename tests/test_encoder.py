@@ -144,6 +144,30 @@ def test_padding_does_not_change_real_tokens(tiny):
     np.testing.assert_allclose(b[:, :ids.shape[1]][real], a[real], atol=1e-5)
 
 
+def test_first_tokens_equal_the_numpy_reference_and_the_full_gradient(tiny):
+    """``first_tokens=n`` computes the last layer for the first n positions only; a row that is all
+    padding (a filler row of a padded batch) stays finite."""
+    enc, tensors = tiny
+    ids, mask, type_ids = tiny_inputs(n=4)
+    mask[3] = 0
+    ref = numpy_bert(ids, mask, type_ids, tensors, TINY)
+    for n in (1, 3):
+        ours = np.asarray(enc(jnp.asarray(ids), jnp.asarray(mask), jnp.asarray(type_ids), first_tokens=n))
+        assert ours.shape == (4, n, TINY.hidden_size) and np.isfinite(ours[3]).all()
+        np.testing.assert_allclose(ours[:3], ref[:3, :n], atol=2e-5, rtol=0)
+    x = enc.embed(jnp.asarray(ids))
+    np.testing.assert_array_equal(enc.run_layers(x, jnp.asarray(mask, bool), slice(2, None), first_tokens=2),
+                                  x[:, :2])
+    graphdef, params = nnx.split(enc, nnx.Param)
+
+    def loss(p, first):
+        h = nnx.merge(graphdef, p)(jnp.asarray(ids), jnp.asarray(mask), first_tokens=first)
+        return jnp.sum(jnp.sin(h[:, 0]))
+
+    for a, b in zip(jax.tree.leaves(jax.grad(loss)(params, 1)), jax.tree.leaves(jax.grad(loss)(params, None))):
+        np.testing.assert_allclose(a, b, atol=1e-5, rtol=1e-5)
+
+
 def test_too_long_input_raises(tiny):
     enc, _ = tiny
     with pytest.raises(ValueError, match="max_position_embeddings 40"):

@@ -6,7 +6,7 @@ import json
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from safetensors.numpy import load_file
+from safetensors.numpy import load_file, save_file
 
 from ranking_jax import encode as encode_mod
 from ranking_jax.assets import minilm_path
@@ -80,6 +80,22 @@ def test_partial_loading_keeps_excluded_and_new_params_initialized(minilm):
     assert sorted(only_emb) == sorted(k for k in tensors if k.startswith("embeddings.") and "position_ids" not in k)
     with pytest.raises(ValueError, match="query, key and value together"):
         hf.load_encoder_weights(fresh.encoder, tensors, exclude=[r"attention\.self\.query"])
+
+
+def test_full_load_skips_random_init_but_keeps_the_head_initialization(minilm, tmp_path):
+    """A full load builds the encoder abstractly; the params stream still advances as if it had
+    initialized it, so the head equals a randomly initialized model's head of the same seed."""
+    path, _, tensors = minilm
+    model = cross_encoder(pretrained=path, seed=3)
+    fresh = cross_encoder(config=hf.load_config(path), seed=3)
+    np.testing.assert_array_equal(np.asarray(model.head.kernel[...]), np.asarray(fresh.head.kernel[...]))
+    np.testing.assert_array_equal(np.asarray(model.encoder.layers[5].mlp_out_kernel[...]),
+                                  tensors["encoder.layer.5.output.dense.weight"].T)
+    (tmp_path / "config.json").write_text((path / "config.json").read_text())
+    save_file({k: v for k, v in tensors.items() if k != "encoder.layer.2.output.dense.bias"},
+              str(tmp_path / "model.safetensors"))
+    with pytest.raises(KeyError, match=r"encoder\.layer\.2\.output\.dense\.bias"):
+        cross_encoder(pretrained=tmp_path)
 
 
 def test_cross_encoder_export_round_trip(minilm, tmp_path):

@@ -50,9 +50,22 @@ def build_encoder(*, pretrained: str | pathlib.Path | None = None, config: BertC
             raise TypeError(f"unknown encoder option(s) {sorted(unknown)}; BertConfig fields are "
                             f"{[f.name for f in dataclasses.fields(BertConfig)]}")
         base = dataclasses.replace(base, **config_overrides)
-    encoder = Encoder(base, dtype=dtype, remat=remat, rngs=rngs)
-    if tensors is not None:
-        hf.load_encoder_weights(encoder, tensors, include=include, exclude=exclude)
+    if tensors is None or include is not None or exclude is not None:
+        encoder = Encoder(base, dtype=dtype, remat=remat, rngs=rngs)
+        if tensors is not None:
+            hf.load_encoder_weights(encoder, tensors, include=include, exclude=exclude)
+        return encoder, tensors
+    # Every parameter comes from the checkpoint: build the module abstractly (random initializers cost
+    # ~5 s of compilation for MiniLM) and advance the params stream as they would have, so a head built
+    # from ``rngs`` next gets the same values either way.
+    encoder = nnx.eval_shape(lambda r: Encoder(base, dtype=dtype, remat=remat, rngs=r), rngs)
+    n_params = len(jax.tree.leaves(nnx.state(encoder, nnx.Param)))
+    rngs.params.count[...] = rngs.params.count[...] + n_params
+    hf.load_encoder_weights(encoder, tensors)
+    unset = [name for name, v in nnx.to_flat_state(nnx.state(encoder))
+             if isinstance(v.get_value(), jax.ShapeDtypeStruct)]
+    if unset:
+        raise ValueError(f"{path}: the checkpoint left encoder parameter(s) {unset} unset")
     return encoder, tensors
 
 

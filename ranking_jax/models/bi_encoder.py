@@ -32,8 +32,8 @@ class BiEncoder(nnx.Module):
         self.pooling, self.similarity = pooling, similarity
 
     def _encode(self, encoder, ids, mask, deterministic, rngs):
-        h = encoder(ids, mask, deterministic=deterministic, rngs=rngs)
-        e = pool(h, mask, self.pooling)
+        first = 1 if self.pooling == "cls" else None
+        e = pool(encoder(ids, mask, deterministic=deterministic, rngs=rngs, first_tokens=first), mask, self.pooling)
         return scoring.l2_normalize(e) if self.similarity == "cosine" else e
 
     def encode_queries(self, ids: jax.Array, mask: jax.Array, *, deterministic: bool = True,

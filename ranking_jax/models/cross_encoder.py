@@ -20,7 +20,7 @@ class CrossEncoder(nnx.Module):
     """Scores ``batch["pair_ids"|"pair_mask"|"pair_type_ids"]`` ``[B, L, T]`` -> ``[B, L]``.
 
     The head reads the last layer's [CLS] vector (no pooler, as BERT_CAT in matchmaker), after dropout
-    with the encoder's hidden dropout rate.
+    with the encoder's hidden dropout rate; the last layer computes only that position.
     """
 
     def __init__(self, encoder: Encoder, *, rngs: nnx.Rngs):
@@ -29,7 +29,7 @@ class CrossEncoder(nnx.Module):
 
     def __call__(self, batch: dict[str, Any], *, deterministic: bool = True, rngs: nnx.Rngs | None = None):
         h = self.encoder(batch["pair_ids"], batch["pair_mask"], batch.get("pair_type_ids"),
-                         deterministic=deterministic, rngs=rngs)
+                         deterministic=deterministic, rngs=rngs, first_tokens=1)
         cls = dropout(h[..., 0, :], self.encoder.config.hidden_dropout_prob, rngs, deterministic)
         return self.head(cls)[..., 0]  # f32: a [*, 1] bf16 dot has no XLA:CPU kernel
 

@@ -55,7 +55,7 @@ class PreTT(nnx.Module):
         mask = jnp.concatenate([jnp.broadcast_to(q_mask[:, None], (b, l, tq)), d_mask[:, :, 1:]], axis=2)
         x = x.reshape(b * l, tq + td - 1, -1)
         x = enc.run_layers(x, mask.reshape(b * l, -1), slice(self.split_layer, None), deterministic=deterministic,
-                           rngs=rngs)
+                           rngs=rngs, first_tokens=1)
         cls = dropout(x[:, 0], enc.config.hidden_dropout_prob, rngs, deterministic)
         return self.head(cls)[:, 0].reshape(b, l)  # f32 head, as CrossEncoder
 
