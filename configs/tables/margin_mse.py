@@ -65,27 +65,28 @@ initialization, data order and loss). Paired tests: per query, nDCG@10 averaged 
 """
 
 MEASURED_SMALL = """
-**Measured at this scale (2026-12-01, 2 student seeds).** Margin-MSE beats pointwise MSE for BERT_DOT (+0.068
-nDCG@10, p = 0.001) and ColBERT (+0.106, p = 1e-5); for PreTT the difference has the paper's sign but is not
-significant (+0.032, p = 0.06), for TK there is none (+0.001). Pointwise MSE, which must reproduce the teachers'
-raw score range, is the worst loss for three of the four students, as the paper argues. The other claims do not
-hold: RankNet without distillation (the same triples' binary labels) is level with or above Margin-MSE for every
-student, significantly for ColBERT (−0.026, p = 0.014), as is weighted RankNet for ColBERT (−0.024, p = 0.03);
-T2 is not better than T1 for any student (differences of 0.005 or less). The likely reason is the teachers:
-after 100 steps the two cross-encoders reach nDCG@10 0.560 (T1) and 0.582 on these 100 queries, below zero-shot
-all-MiniLM-L6-v2 as a bi-encoder on the same queries (0.604 in ``tables/tram.md``, 32-token documents), so their
-margins add little beyond the labels; the paper's teachers are far stronger than its students. On the 809
-training triples the margins (d+ − d−) of T1 and the softmax teacher correlate at 0.87 (T1 and T2: 0.96, from the
-students' teacher.tsv files). A first run (its teacher not kept)
-trained both teachers at seed 0; their margins then correlated at 0.999 with T1's and the T1 and T2 students
-differed on a single query, so the second teacher now trains at seed 1. Cost: the invocation that ran all 42
-runs from empty data and compilation caches (2026-12-01) took 55.2 min of wall time and reproduced every per-seed
-number and paired test of the previous invocations exactly; the teachers trained in 520 s and 529 s, a teacher's
-scores of the 809 triples take about 85 s once and are cached per teacher (171 s for both in the first student
-run), and the 40 student runs took 36–223 s each (median 53 s, 37.6 min in all). Re-ranking is the paper's
+**Measured at this scale (2026-12-01, 2 student seeds).** Margin-MSE beats pointwise MSE for BERT_DOT (+0.070
+nDCG@10, p = 0.001) and ColBERT (+0.103, p = 3e-5); for PreTT the difference has the paper's sign but is not
+significant (+0.032, p = 0.08), for TK it is small (+0.009, p = 0.49). Pointwise MSE, which must reproduce the
+teachers' raw score range, is the worst loss for all four students, as the paper argues. The other claims do not
+hold: RankNet without distillation (the same triples' binary labels) is level with or above Margin-MSE for
+BERT_DOT, ColBERT and TK, significantly for ColBERT (−0.036, p = 0.004), and weighted RankNet is significantly
+above it for ColBERT (−0.024, p = 0.017) and BERT_DOT (−0.017, p = 0.036); T2 is not significantly better than T1
+for any student (differences of 0.011 or less, p ≥ 0.09). The likely reason is the teachers: after 100 steps the
+two cross-encoders reach nDCG@10 0.561 (T1) and 0.579 on these 100 queries, below zero-shot all-MiniLM-L6-v2 as a
+bi-encoder on the same queries (0.604 in ``tables/tram.md``, 32-token documents), so their margins add little
+beyond the labels; the paper's teachers are far stronger than its students. On the 809 training triples the
+margins (d+ − d−) of T1 and the softmax teacher correlate at 0.87 (T1 and T2: 0.97, from the students'
+teacher.tsv files). A first run (its teacher not kept) trained both teachers at seed 0; their margins then
+correlated at 0.999 with T1's and the T1 and T2 students differed on a single query, so the second teacher now
+trains at seed 1. Cost: the invocation that ran all 42 runs (built data cached, 2026-12-01) took 52.2 min of wall
+time; the teachers trained in 463 s and 481 s and the 40 student runs took 35–195 s each (median 52 s, 36.4 min
+in all). The encoder change of that day (attention normalized after the value product, a [CLS]-only last layer
+with its own dropout draws) moved per-seed numbers by up to 0.03 (PreTT, whose seeds differ by 0.05) against the
+run before it, which had taken 55.2 min from empty caches; the same 2 claims hold. Re-ranking is the paper's
 protocol, so BERT_DOT's dense-retrieval evaluation over the whole corpus is off; BM25's top 10, not the top 100
 the full scale re-ranks, is what fits 2 seeds into the 60-minute budget (re-ranking 100 candidates would cost
-each student about 10 times its evaluation, 6–17 s now).
+each student about 10 times its evaluation, 6–15 s now).
 """
 
 
