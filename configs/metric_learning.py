@@ -6,7 +6,7 @@
 
 Args (comma-separated): fashion_mnist (Fashion-MNIST from the Debian package dataset-fashion-mnist or
 data.manual_dir; default: scikit-learn's bundled digits), tcm (L = L_base + L_TCM, m+ = 0.9, m- = 0.5,
-lambda = 1), loss=multi_similarity|contrastive|triplet (the base loss), steps=N, runlocal (2-step smoke run).
+lambda = 1; the loss "losses.<base> + losses.tcm_regularizer(...)"), loss=multi_similarity|contrastive|triplet (the base loss), steps=N, runlocal (2-step smoke run).
 Data: train on the images of classes 0-4, evaluate on all images of the unseen classes 5-9 (Fashion-MNIST:
 a seeded sample of 5,000 of its 35,000 test-class images, since OPIS is O(N^2)). Model: MLP 256 -> 64-d
 L2-normalized embedding; batches of 4 classes x 16 images. Reported: Recall@{1,2,4,8} (leave-one-out),
@@ -40,8 +40,7 @@ def get_config(arg=None):
         raise ValueError(f"config arg loss={a.loss!r} is unknown; valid: {sorted(LOSSES)}")
     c = defaults.metric_learning("fashion_mnist" if a.fashion_mnist else "digits")
     c.name = f"metric_learning_{c.data.dataset}_{a.loss}{'_tcm' if a.tcm else ''}"
-    c.loss = LOSSES[a.loss]
-    c.tcm.weight = 1.0 if a.tcm else 0.0
+    c.loss = LOSSES[a.loss] + (" + losses.tcm_regularizer(m_pos=0.9, m_neg=0.5)" if a.tcm else "")
     c.optimizer.name = "adam"
     c.train.update({"num_steps": a.steps, "log_every": 50, "eval_every": 250, "checkpoint_every": 250})
     if a.fashion_mnist:

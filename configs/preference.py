@@ -8,11 +8,12 @@ Args (comma-separated): bradley_terry (default), dpo, ipo, madpo, features, step
 [e(x), e(y), e(x) * e(y)] of the prompt and the response (embeddings computed once and cached): seconds per run.
 Model: all-MiniLM-L6-v2 as a cross-encoder scoring ``[CLS] prompt [SEP] response [SEP]`` for the chosen and
 the rejected response, a list of two ``[B, 2]``.
-  bradley_terry  objective "ranking": losses.pairwise_logistic_loss = -log sigma(s_chosen - s_rejected); any
-                 ranking loss works unchanged (--config.loss=losses.softmax_loss ...).
-  dpo / ipo      objective "dpo": the scores play the policy's log-likelihoods, the reference is the initial
-                 model (scored once before training); beta = 0.1; dropout off (TRL's default for DPO), so the
-                 step-0 DPO loss is exactly log 2.
+  bradley_terry  losses.pairwise_logistic_loss = -log sigma(s_chosen - s_rejected) over the list of two; any
+                 ranking loss works unchanged (--config.loss=losses.softmax_loss ...), and losses.bradley_terry_loss
+                 adds ties and margins.
+  dpo / ipo      the DPO family reads the "pairs" view: the scores play the policy's log-likelihoods, the reference
+                 is the initial model (scored once before training); beta = 0.1; dropout off (TRL's default for
+                 DPO), so the step-0 DPO loss is exactly log 2.
   madpo          DPO weighted by reward-model margins (Rho 2025); the reward model is the frozen zero-shot
                  MiniLM bi-encoder, reward = 20 * cos(prompt, response) (data.reward_model="minilm").
 Data (default): a synthetic-preference set from real text, built from the ChatterBot corpus (PyPI): prompt =
@@ -30,10 +31,8 @@ from ml_collections import ConfigDict
 
 from ranking_jax import defaults
 
-VARIANTS = {"bradley_terry": ("ranking", "losses.pairwise_logistic_loss"),
-            "dpo": ("dpo", "losses.dpo_loss(beta=0.1)"),
-            "ipo": ("dpo", "losses.ipo_loss(beta=0.1)"),
-            "madpo": ("dpo", "losses.madpo_loss(beta=0.1)")}
+VARIANTS = {"bradley_terry": "losses.pairwise_logistic_loss", "dpo": "losses.dpo_loss(beta=0.1)",
+            "ipo": "losses.ipo_loss(beta=0.1)", "madpo": "losses.madpo_loss(beta=0.1)"}
 
 
 def get_config(arg=None):
@@ -43,22 +42,20 @@ def get_config(arg=None):
     if len(chosen) > 1:
         raise ValueError(f"config args {chosen}: pick one variant of {sorted(VARIANTS)}")
     variant = chosen[0]
-    objective, loss = VARIANTS[variant]
-    c = defaults.preference(objective)
+    policy = variant != "bradley_terry"  # a DPO-family policy, not a reward model
+    c = defaults.preference()
     c.name = f"preference_{variant}"
-    c.loss = loss
+    c.loss = VARIANTS[variant]
     c.model.dtype = "float32"
     if a.features:
-        c.model = ConfigDict({"name": "mlp_ranker", "hidden": (256,), "dropout": 0.0 if objective == "dpo" else 0.1})
+        c.model = ConfigDict({"name": "mlp_ranker", "hidden": (256,), "dropout": 0.0 if policy else 0.1})
         c.data.features = "minilm"
         c.optimizer.update({"name": "adam", "learning_rate": 1e-3, "weight_decay": 0.0})
-    elif objective == "dpo":
+    elif policy:
         c.model.hidden_dropout_prob = 0.0
         c.model.attention_probs_dropout_prob = 0.0
     if variant == "madpo":
-        c.data.reward_model = "minilm"
-        c.loss_inputs.chosen_rewards = "chosen_score"
-        c.loss_inputs.rejected_rewards = "rejected_score"
+        c.data.reward_model = "minilm"  # the rewarded_pairs view reads chosen_score / rejected_score
     c.train.update({"num_steps": a.steps, "log_every": 10, "eval_every": 100, "checkpoint_every": 100})
     if a.runlocal:
         defaults.smoke(c)

@@ -20,7 +20,7 @@ from ranking_jax import defaults
 
 def _run(family: str, steps: int) -> ConfigDict:
     c = defaults.text_ranking(family)
-    c.data.update({"candidates": "dense:minilm", "query_length": 16, "doc_length": 48, "list_size": 4,
+    c.data.update({"candidates": "dense(pretrained='minilm')", "query_length": 16, "doc_length": 48, "list_size": 4,
                    "batch_size": 8, "train_depth": 30, "eval_depth": 20, "eval_list_size": 20, "eval_batch_size": 8})
     c.train.update({"num_steps": steps, "log_every": 10, "eval_every": 0, "checkpoint_every": 50})
     return c

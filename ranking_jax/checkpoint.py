@@ -100,7 +100,7 @@ PARAMS_FILE = "params.npz"
 def export_params(params: Any, directory: str | pathlib.Path, *, config: Any) -> pathlib.Path:
     """Writes ``params.npz`` (one array per parameter path, :func:`jax.tree_util.keystr`) and the run's
     ``config.json`` to ``directory``: a model without a Hugging Face layout (e.g. an MLP reward model), which
-    ``ranking_jax.experiment.load_exported`` rebuilds."""
+    ``ranking_jax.tasks.distillation.load_exported`` rebuilds."""
     directory = pathlib.Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     leaves = jax.tree_util.tree_leaves_with_path(jax.device_get(params))

@@ -1,21 +1,27 @@
 """Every config field with its default; ``configs/*.py`` start from :func:`base` and override.
 
-    seed, name, task                     what runs (task: text_ranking | letor | metric_learning | preference)
+    seed, name, task                     what runs (registry "tasks.<task>": text_ranking | letor | metric_learning
+                                         | preference)
     mesh, sharding_rules                 e.g. [("data", -1), ("model", 1)], "default" | "fsdp" | [(logical, axis)]
     model.name + builder keywords        registry "models.<name>"
-    loss, loss_labels, loss_inputs       registry spec; batch key of its 2nd argument; {loss kwarg: batch key}
+    loss                                 "losses.a + 0.1 * losses.b(k=v)": a weighted sum of registered losses, each
+                                         read through the view it declares (ranking_jax.objectives)
     optimizer                            ranking_jax.optim.default_config()
     data                                 task-specific
-    train                                num_steps, accum_steps, log/eval/checkpoint intervals, eval_before
+    train                                num_steps, accum_steps | grad_cache_chunk, log/eval/checkpoint intervals,
+                                         eval_before
     evals, early_stopping                measures (text: retrieval, zero_shot collections); metric/patience/mode
-    tcm                                  metric_learning: weight (0 off, 1 = L_base + L_TCM), m_pos/m_neg, lambdas
-    preference.objective                 preference: "ranking" (any ranking loss on [B, 2]) | "dpo" (DPO family)
-    resume, init                         resume order: workdir > resume > init (model.pretrained) > scratch
+    resume, export_dir                   resume order: workdir > resume (another run's checkpoints) > pretrained
+                                         weights (model.pretrained) > scratch; where to export the trained model
+
+``get_config(PATH)`` loads a ``config.json`` a run wrote: ``python -m ranking_jax.main --config WORKDIR/config.json``
+replays that run.
 """
 
 from __future__ import annotations
 
 import json
+import pathlib
 
 from ml_collections import ConfigDict
 
@@ -25,6 +31,31 @@ from ranking_jax import optim
 def config_json(config: ConfigDict) -> str:
     """The resolved config as JSON (FieldReferences evaluated, keys sorted): what ``config.json`` holds."""
     return json.dumps(config.to_dict(), indent=2, sort_keys=True, default=repr) + "\n"
+
+
+def _tuples(value):
+    if isinstance(value, dict):
+        return {k: _tuples(v) for k, v in value.items()}
+    return tuple(_tuples(v) for v in value) if isinstance(value, list) else value
+
+
+def get_config(path: str) -> ConfigDict:
+    """The config a run saved to ``path`` (its ``config.json``), lists read back as tuples as configs write them."""
+    try:
+        return ConfigDict(_tuples(json.loads(pathlib.Path(path).read_text())))
+    except (OSError, ValueError) as e:
+        raise ValueError(f"--config {path}: not a config.json a run wrote ({e})") from None
+
+
+def flatten(tree: dict, prefix: str = "") -> dict:
+    """``{"a.b": value}`` of a nested dict."""
+    out = {}
+    for k, v in tree.items():
+        if isinstance(v, dict) and v:
+            out.update(flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
 
 
 def parse_arg(arg: str | None, **defaults):
@@ -50,17 +81,14 @@ def base(task: str) -> ConfigDict:
     c.sharding_rules = "default"
     c.model = ConfigDict({"name": ""})
     c.loss = "losses.softmax_loss"
-    c.loss_labels = "labels"  # batch key of the loss's 2nd argument: "teacher_scores" for distillation losses
-    c.loss_inputs = ConfigDict()
     c.optimizer = optim.default_config()
     c.data = ConfigDict({"batch_size": 8, "list_size": 8, "eval_batch_size": 8, "eval_list_size": 32,
                          "cache_dir": ""})
-    c.train = ConfigDict({"num_steps": 100, "accum_steps": 1, "log_every": 10, "eval_every": 0,
-                          "checkpoint_every": 50, "keep_checkpoints": 2, "eval_before": True})
+    c.train = ConfigDict({"num_steps": 100, "accum_steps": 1, "grad_cache_chunk": 0, "log_every": 10,
+                          "eval_every": 0, "checkpoint_every": 50, "keep_checkpoints": 2, "eval_before": True})
     c.evals = ConfigDict({"measures": "nDCG@10 RR@10", "retrieval": True, "retrieval_depth": 100})
     c.early_stopping = ConfigDict({"metric": "", "patience": 0, "mode": "max"})
     c.resume = ""
-    c.init = ""
     c.export_dir = ""
     return c
 
@@ -78,6 +106,9 @@ def text_ranking(family: str, *, collection: str = "chatterbot") -> ConfigDict:
     # ensemble); training then uses teacher_per_query scored (positive, hard negative) triples per query
     c.data.teacher = ""
     c.data.teacher_per_query = 2
+    c.data.propensities = ""  # "popularity": Rel-MF exposure propensities for losses that read them
+    c.data.pseudo_docs = 3  # E2Rank pseudo-queries: the query and its first stage's top documents ...
+    c.data.pseudo_length = 128  # ... cut to this many tokens
     finetune_optimizer(c, 3e-5)
     return c
 
@@ -119,8 +150,7 @@ def metric_learning(dataset: str = "digits") -> ConfigDict:
     """An MLP embedder on an ``image_classes`` open-world split: m-per-class batches, base loss (+ TCM)."""
     c = base("metric_learning")
     c.model = ConfigDict({"name": "mlp_embedder", "hidden": (256,), "dim": 64, "normalize": True})
-    c.loss = "losses.multi_similarity_loss"
-    c.tcm = ConfigDict({"weight": 0.0, "m_pos": 0.9, "m_neg": 0.5, "lambda_pos": 1.0, "lambda_neg": 1.0})
+    c.loss = "losses.multi_similarity_loss"  # + losses.tcm_regularizer: TCM (Zhang et al. 2024)
     c.data.update({"dataset": dataset, "manual_dir": "", "train_split": "train", "eval_split": "test",
                    "batch_size": 64, "classes_per_batch": 4, "eval_batch_size": 256, "max_eval_images": 0})
     c.evals = ConfigDict({"recall_at": (1, 2, 4, 8)})
@@ -128,12 +158,12 @@ def metric_learning(dataset: str = "digits") -> ConfigDict:
     return c
 
 
-def preference(objective: str = "ranking") -> ConfigDict:
-    """A MiniLM cross-encoder scoring (prompt, chosen) and (prompt, rejected) as a list of two."""
+def preference() -> ConfigDict:
+    """A MiniLM cross-encoder scoring (prompt, chosen) and (prompt, rejected) as a list of two; the loss decides
+    whether it is a reward model (a ranking loss) or a policy (the DPO family's views)."""
     c = base("preference")
     c.model = ConfigDict({"name": "cross_encoder", "pretrained": "minilm"})
     c.loss = "losses.pairwise_logistic_loss"
-    c.preference = ConfigDict({"objective": objective})
     c.data.update({"manual_dir": "", "reward_model": "", "features": "", "train_split": "train", "eval_split": "test",
                    "prompt_length": 32, "response_length": 64, "batch_size": 16, "eval_batch_size": 64})
     c.evals = ConfigDict()

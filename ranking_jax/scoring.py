@@ -1,4 +1,4 @@
-"""Score functions shared by the model families: dot, cosine, MaxSim (chunked) and RBF kernel pooling.
+"""Score functions shared by the model families: dot, cosine, MaxSim (chunked), RBF kernel pooling, exact top-k.
 
 Shapes follow the batch contract: a query representation ``[B, ...]`` against ``L`` candidates per
 query ``[B, L, ...]`` gives scores ``[B, L]``; the ``*_matrix`` variants score every query against
@@ -11,9 +11,10 @@ from typing import Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 __all__ = ["l2_normalize", "dot", "cosine", "dot_matrix", "cosine_matrix", "maxsim", "maxsim_matrix",
-           "rbf_kernels", "kernel_pooling", "TK_KERNEL_MUS"]
+           "rbf_kernels", "kernel_pooling", "exact_topk", "TK_KERNEL_MUS"]
 
 # TK / KNRM kernel centres (Hofstaetter et al. 2020; Xiong et al. 2017): 1.0 (exact match), then 0.9 to -0.9.
 TK_KERNEL_MUS = (1.0, 0.9, 0.7, 0.5, 0.3, 0.1, -0.1, -0.3, -0.5, -0.7, -0.9)
@@ -107,3 +108,34 @@ def kernel_pooling(sim: jax.Array, q_mask: jax.Array, d_mask: jax.Array, *, mus:
         per_query_token = per_query_token * scale
     logs = jnp.log(jnp.maximum(per_query_token, floor)) * q_mask.astype(sim.dtype)[..., None]
     return jnp.sum(logs, axis=-2)
+
+
+def exact_topk(queries: jax.Array, docs: jax.Array, k: int, *, chunk: int = 8192) -> tuple[np.ndarray, np.ndarray]:
+    """Exact top-``k`` of ``queries @ docs.T`` scanning ``chunk`` documents at a time: memory O(Q·(chunk + k)).
+
+    Ties keep the lower document row (``lax.top_k`` is stable over the running [best | chunk] candidates).
+    """
+    n = docs.shape[0]
+    k = min(k, n)
+    size = min(chunk, n)
+    padded = jnp.pad(docs, ((0, -n % size), (0, 0)))
+
+    @jax.jit
+    def search(q, d):
+        def body(carry, start):
+            best_s, best_i = carry
+            block = jax.lax.dynamic_slice_in_dim(d, start, size)
+            s = q @ block.T
+            rows = start + jnp.arange(size)
+            s = jnp.where(rows[None, :] < n, s, -jnp.inf)
+            cand_s = jnp.concatenate([best_s, s], axis=1)
+            cand_i = jnp.concatenate([best_i, jnp.broadcast_to(rows, s.shape)], axis=1)
+            top_s, pos = jax.lax.top_k(cand_s, k)
+            return (top_s, jnp.take_along_axis(cand_i, pos, axis=1)), None
+
+        init = (jnp.full((q.shape[0], k), -jnp.inf, q.dtype), jnp.full((q.shape[0], k), n, jnp.int32))
+        (s, i), _ = jax.lax.scan(body, init, jnp.arange(0, d.shape[0], size))
+        return s, i
+
+    s, i = search(queries, padded)
+    return np.asarray(s), np.asarray(i)

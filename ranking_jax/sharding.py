@@ -1,8 +1,9 @@
 """Mesh, logical-axis rules and derived shardings: the only module that names mesh axes.
 
 Models annotate parameters with *logical* axis names (``("embed", "mlp")``) through
-``nnx.with_partitioning`` and activations through :func:`constrain`; the rules of the config map
-logical names to mesh axes. The same config therefore runs on 1 CPU, 8 fake CPUs and a pod.
+``nnx.with_partitioning`` and activations through flax's ``with_logical_constraint``; the rules of the config
+(:func:`rules`) map logical names to mesh axes, for parameters here and for activations through flax's
+``logical_axis_rules`` (:func:`axis_rules`). The same config therefore runs on 1 CPU, 8 fake CPUs and a pod.
 """
 
 from __future__ import annotations
@@ -10,11 +11,11 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import threading
 from typing import Any, Iterator, Sequence
 
 import jax
 import numpy as np
+import flax.linen
 from flax import nnx
 from jax.sharding import AxisType, NamedSharding, PartitionSpec as P
 
@@ -37,7 +38,6 @@ FSDP_RULES: tuple[tuple[str, Any], ...] = tuple(
     (name, "data") if name == "embed" else (name, axis) for name, axis in DEFAULT_RULES)
 
 _log = logging.getLogger(__name__)
-_context = threading.local()
 
 
 def make_mesh(spec: Sequence[Sequence[Any]], devices: Sequence[jax.Device] | None = None) -> jax.sharding.Mesh:
@@ -70,19 +70,34 @@ def make_mesh(spec: Sequence[Sequence[Any]], devices: Sequence[jax.Device] | Non
     return jax.make_mesh(tuple(sizes), names, axis_types=(AxisType.Auto,) * len(names), devices=devices)
 
 
+def rules(spec: str | Rules = "default") -> tuple[tuple[str, Any], ...]:
+    """``config.sharding_rules``: ``"default"``, ``"fsdp"`` or a list of ``(logical_name, mesh_axis)`` pairs."""
+    if isinstance(spec, str):
+        named = {"default": DEFAULT_RULES, "fsdp": FSDP_RULES}
+        if spec not in named:
+            raise ValueError(f"config.sharding_rules={spec!r} is unknown; use 'default', 'fsdp' or a list of "
+                             "(logical_name, mesh_axis) pairs")
+        return named[spec]
+    return tuple((str(k), v) for k, v in spec)
+
+
 @contextlib.contextmanager
 def axis_rules(rules: Rules) -> Iterator[None]:
-    """Makes ``rules`` the logical-axis rules seen by :func:`constrain` in this thread."""
-    previous = getattr(_context, "rules", None)
-    _context.rules = tuple((str(k), v) for k, v in rules)
-    try:
+    """Makes ``rules`` flax's logical-axis rules (what models' ``with_logical_constraint`` maps through); mesh
+    axes the current mesh (``jax.set_mesh``, entered first) lacks map to None, so one rule set serves every mesh."""
+    mesh = jax.sharding.get_abstract_mesh()
+    names = None if mesh is None or mesh.empty else set(mesh.axis_names)
+
+    def present(axis):
+        if names is None or axis is None:
+            return axis
+        if isinstance(axis, str):
+            return axis if axis in names else None
+        kept = tuple(a for a in axis if a in names)
+        return kept or None
+
+    with flax.linen.logical_axis_rules(tuple((str(k), present(v)) for k, v in rules)):
         yield
-    finally:
-        _context.rules = previous
-
-
-def current_rules() -> tuple[tuple[str, Any], ...] | None:
-    return getattr(_context, "rules", None)
 
 
 def logical_to_spec(names: Sequence[str | None] | None, rules: Rules, mesh: Any = None,
@@ -135,19 +150,6 @@ def param_shardings(state: Any, mesh: jax.sharding.Mesh, rules: Rules) -> Any:
                         is_leaf=lambda x: isinstance(x, P))
 
 
-def constrain(x: jax.Array, names: Sequence[str | None]) -> jax.Array:
-    """Sharding constraint on an activation by logical names; a no-op without a mesh and rules.
-
-    Models call this; they never see the mesh. Call sites run under ``jax.set_mesh(mesh)`` and
-    :func:`axis_rules`.
-    """
-    rules = current_rules()
-    mesh = jax.sharding.get_abstract_mesh()
-    if not rules or mesh is None or mesh.empty:
-        return x
-    return jax.lax.with_sharding_constraint(x, logical_to_spec(names, rules, mesh, x.shape))
-
-
 def batch_spec(ndim: int, rules: Rules = DEFAULT_RULES) -> P:
     """The batch layout: leading dimension on the ``batch`` rule's mesh axes, the rest replicated."""
     return logical_to_spec(("batch",) + (None,) * (ndim - 1), rules)
@@ -179,9 +181,18 @@ def shard_batch(batch: Any, mesh: jax.sharding.Mesh, rules: Rules = DEFAULT_RULE
     return jax.tree.map(put, batch)
 
 
+def put_global(batch: Any, mesh: jax.sharding.Mesh, rules: Rules = DEFAULT_RULES) -> Any:
+    """Global ``jax.Array``s, sharded on the batch axis, of a batch every process holds whole (e.g. texts to
+    encode); each process transfers only the rows its devices hold."""
+    def put(x):
+        x = np.asarray(x)
+        return jax.make_array_from_callback(x.shape, batch_sharding(mesh, x.ndim, rules), lambda index: x[index])
+    return jax.tree.map(put, batch)
+
+
 def replicated(mesh: jax.sharding.Mesh) -> NamedSharding:
     return NamedSharding(mesh, P())
 
 
-__all__ = ["make_mesh", "axis_rules", "logical_to_spec", "param_specs", "param_shardings", "constrain",
-           "batch_spec", "batch_sharding", "shard_batch", "replicated", "DEFAULT_RULES", "FSDP_RULES"]
+__all__ = ["make_mesh", "rules", "axis_rules", "logical_to_spec", "param_specs", "param_shardings",
+           "batch_spec", "batch_sharding", "shard_batch", "put_global", "replicated", "DEFAULT_RULES", "FSDP_RULES"]

@@ -1,18 +1,18 @@
 """Train state, one jitted train step, and the train-and-evaluate loop.
 
-The step is one ``jax.jit`` with donated state and shardings derived from the model's logical axis
-names; model family, loss and optimizer (SAM/ASAM/TRAM through ``grad_fn``) all come from the config.
+The step is one ``jax.jit`` with donated state and shardings derived from the model's logical axis names. The
+objective (:mod:`ranking_jax.objectives`) reads the model's outputs; the optimizer gets, as optax extra
+arguments, what sharpness-aware and trust-region methods need (``grad_fn``, the step's ``outputs`` and
+``outputs_fn``, a fresh ``key``); optimizers ignore what they do not use.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
-import json
 import logging
 import pathlib
 import time
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Mapping
 
 import jax
 import jax.numpy as jnp
@@ -22,18 +22,17 @@ from flax import nnx
 from jax.sharding import NamedSharding
 
 from ranking_jax import checkpoint as ckpt_lib
-from ranking_jax import registry, sharding, writers
-from ranking_jax.optim import divergence_of
+from ranking_jax import grads, optim, runtime, sharding, writers
+from ranking_jax.data.encoding import global_batch
+from ranking_jax.objectives import Objective
 
 _log = logging.getLogger(__name__)
-Batch = Mapping[str, Any]
 
 
 class DivergenceError(RuntimeError):
     """A non-finite loss or gradient: the run stops; the last good checkpoint is kept."""
 
 
-# ------------------------------------------------------------------------------------------ state
 @dataclasses.dataclass
 class Model:
     """An nnx model split at the jit boundary: ``graphdef`` is static, ``rest`` holds non-trainable state."""
@@ -49,15 +48,37 @@ def split_model(model: nnx.Module) -> tuple[Model, Any]:
     return Model(graphdef, rest), params
 
 
-def init_state(params: Any, tx: optax.GradientTransformation, seed: int, mesh: jax.sharding.Mesh,
-               rules) -> dict:
+@dataclasses.dataclass(frozen=True)
+class Schedule:
+    """``config.train``: how long, how gradients are computed, and when to log, evaluate and checkpoint."""
+    num_steps: int
+    accum_steps: int = 1
+    grad_cache_chunk: int = 0
+    log_every: int = 10
+    eval_every: int = 0
+    checkpoint_every: int = 0
+    keep_checkpoints: int = 2
+    eval_before: bool = True
+
+    @classmethod
+    def from_config(cls, train: Mapping[str, Any]) -> "Schedule":
+        fields = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in dict(train).items() if k in fields})
+
+
+def place(tree: Any, mesh: jax.sharding.Mesh, rules) -> Any:
+    """A copy of nnx params on the mesh, laid out by their logical names."""
+    # Copy first: device_put may alias the caller's buffers, which the donated step would then delete.
+    return jax.device_put(jax.tree.map(jnp.copy, tree), sharding.param_shardings(tree, mesh, rules))
+
+
+def init_state(params: Any, tx: optax.GradientTransformation, seed: int, mesh: jax.sharding.Mesh, rules) -> dict:
     """``{step, params, opt_state, rng}`` placed on the mesh; optimizer moments inherit parameter shardings.
 
     ``tx.init`` runs eagerly on the already-sharded params (under ``jit`` it would lose the shardings);
     leaves it leaves unsharded (scalars such as step counts) are replicated.
     """
-    # Copy first: device_put may alias the caller's buffers, which the donated step would then delete.
-    params = jax.device_put(jax.tree.map(jnp.copy, params), sharding.param_shardings(params, mesh, rules))
+    params = place(params, mesh, rules)
     state = {"step": jnp.zeros((), jnp.int32), "params": params, "opt_state": tx.init(params),
              "rng": jax.random.key_data(jax.random.key(seed))}
     replicated = sharding.replicated(mesh)
@@ -69,107 +90,51 @@ def state_shardings(state: dict) -> Any:
     return jax.tree.map(lambda x: x.sharding, state)
 
 
-# ------------------------------------------------------------------------------------------- step
-def ranking_objective(loss: Callable, *, labels: str = "labels", loss_inputs: Mapping[str, str] = ()) -> Callable:
-    """``objective(scores, batch) = loss(scores, batch[labels], where=batch["mask"], **extra)``.
+def make_train_step(model: Model, objective: Objective, tx: optax.GradientTransformation, *, accum_steps: int = 1,
+                    grad_cache_chunk: int = 0, shardings: Any = None):
+    """One jitted step ``(state, batch, reference) -> (state, metrics)`` with donated state.
 
-    ``labels`` is the batch key of the loss's second argument: ``"labels"`` for ranking losses,
-    ``"teacher_scores"`` for distillation losses (``loss(scores, teacher_scores)``). ``loss_inputs`` maps extra
-    loss keyword arguments to batch keys.
-    """
-    loss_inputs = dict(loss_inputs)
-
-    def objective(scores, batch):
-        extra = {name: batch[key] for name, key in loss_inputs.items()}
-        return loss(scores, batch[labels], where=batch["mask"], **extra)
-
-    return objective
-
-
-def objective_loss_fn(model: Model, objective: Callable) -> Callable:
-    """``loss_fn(params, batch, rng) -> (objective(outputs, batch), outputs)``: the model's outputs in training
-    mode (dropout keyed by ``rng``), then the task's objective, which reads what it needs from the batch."""
-    def loss_fn(params, batch, rng):
-        outputs = model.merge(params)(batch, deterministic=False, rngs=nnx.Rngs(dropout=rng)).astype(jnp.float32)
-        return objective(outputs, batch), outputs
-
-    return loss_fn
-
-
-def make_loss_fn(model: Model, loss: Callable, *, loss_inputs: Mapping[str, str] = ()) -> Callable:
-    """``loss_fn(params, batch, rng) -> (scalar, scores)`` for a ranking loss over scores ``[B, L]``."""
-    return objective_loss_fn(model, ranking_objective(loss, loss_inputs=loss_inputs))
-
-
-def accumulated_value_and_grad(loss_fn: Callable, accum_steps: int) -> Callable:
-    """``(loss, scores), grads`` averaged over ``accum_steps`` equal micro-batches (a ``lax.scan``)."""
-    grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
-    if accum_steps == 1:
-        return grad_fn
-
-    def value_and_grad(params, batch, rng):
-        def split(x):
-            if x.shape[0] % accum_steps:
-                raise ValueError(f"batch size {x.shape[0]} is not divisible by config.train.accum_steps="
-                                 f"{accum_steps}")
-            return x.reshape((accum_steps, x.shape[0] // accum_steps) + x.shape[1:])
-
-        micro = jax.tree.map(split, batch)
-
-        def body(carry, xs):
-            i, mb = xs
-            (value, scores), grads = grad_fn(params, mb, jax.random.fold_in(rng, i))
-            return jax.tree.map(jnp.add, carry, (value, grads)), scores
-
-        zero = (jnp.zeros((), jnp.float32), jax.tree.map(jnp.zeros_like, params))
-        (value, grads), scores = jax.lax.scan(body, zero, (jnp.arange(accum_steps), micro))
-        value, grads = jax.tree.map(lambda x: x / accum_steps, (value, grads))
-        return (value, scores.reshape((-1,) + scores.shape[2:])), grads
-
-    return value_and_grad
-
-
-def make_train_step(loss_fn: Callable, tx: optax.GradientTransformation, *, accum_steps: int = 1,
-                    shardings: Any = None, logits_fn: Callable | None = None):
-    """One jitted step ``(state, batch) -> (state, metrics)`` with donated state.
-
-    SAM/ASAM receive ``grad_fn`` (the gradient at other parameters on the same batch and dropout key),
-    TRAM also the step's scores as ``logits`` and ``logits_fn(params, batch, key)`` for its reference outputs
-    (``key``: a fresh key of the step, for TRAM-x's input noise),
-    so one ``tx.update`` is one optimizer step; optimizers ignore the arguments they do not use. A non-finite loss or gradient leaves the state
-    unchanged (selected with ``jnp.where``) and reports ``finite=False``; the loop then stops.
+    ``reference`` (params or None) is the frozen model whose scores fill ``batch["reference_scores"]`` when the
+    objective reads them and the batch lacks them. A non-finite loss or gradient leaves the state unchanged
+    (selected with ``jnp.where``) and reports ``finite=False``; the loop then stops. Metrics: ``loss``,
+    ``loss/<term>`` (with several terms or a weight), norms, and the optimizer's diagnostics.
     """
     tx = optax.with_extra_args_support(tx)
-    value_and_grad = accumulated_value_and_grad(loss_fn, accum_steps)
+    value_and_grad = grads.make_value_and_grad(model, objective, accum_steps=accum_steps,
+                                               grad_cache_chunk=grad_cache_chunk)
+    log_terms = len(objective.terms) > 1 or any(t.weight != 1.0 for t in objective.terms)
 
-    def step(state, batch):
+    def step(state, batch, reference):
         rng = jax.random.fold_in(jax.random.wrap_key_data(state["rng"]), state["step"])
         params = state["params"]
-        (loss, scores), grads = value_and_grad(params, batch, rng)
-        kwargs = dict(grad_fn=lambda p: value_and_grad(p, batch, rng)[1], logits=scores,
-                      logits_mask=batch["mask"])
-        if logits_fn is not None:
-            kwargs["logits_fn"] = lambda p: logits_fn(p, batch, jax.random.fold_in(rng, 1))
-        updates, opt_state = tx.update(grads, state["opt_state"], params, **kwargs)
+        if objective.needs_reference and "reference_scores" not in batch:
+            if reference is None:
+                raise ValueError("the objective reads reference_scores: pass the reference params")
+            batch = dict(batch, reference_scores=jax.lax.stop_gradient(
+                model.merge(reference)(batch, deterministic=True).astype(jnp.float32)))
+        (loss, aux), g = value_and_grad(params, batch, rng)
+        extra = dict(grad_fn=lambda p: value_and_grad(p, batch, rng)[1], key=jax.random.fold_in(rng, 2),
+                     outputs_fn=lambda p: model.merge(p)(batch, deterministic=True).astype(jnp.float32))
+        if aux["scores"] is not None:
+            extra.update(outputs=aux["scores"], outputs_mask=batch["mask"])
+        updates, opt_state = tx.update(g, state["opt_state"], params, **extra)
         new_params = optax.apply_updates(params, updates)
-        grad_norm = optax.tree.norm(grads)
+        grad_norm = optax.tree.norm(g)
         finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm) & jnp.isfinite(optax.tree.norm(updates))
         keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, old)
         new_state = {"step": state["step"] + finite.astype(jnp.int32), "params": keep(new_params, params),
                      "opt_state": keep(opt_state, state["opt_state"]), "rng": state["rng"]}
-        metrics = {"loss": loss, "grad_norm": grad_norm, "param_norm": optax.tree.norm(params),
-                   "finite": finite}
-        if (d := divergence_of(opt_state)) is not None:
-            metrics["tram_d"] = d  # TRAM's trust-region distance this step
+        metrics = {"loss": loss, "grad_norm": grad_norm, "param_norm": optax.tree.norm(params), "finite": finite,
+                   **optim.diagnostics(opt_state)}
+        if log_terms:
+            metrics.update({f"loss/{k}": v for k, v in aux["terms"].items()})
         return new_state, metrics
 
-    # batches arrive as global arrays already laid out by sharding.shard_batch
-    in_shardings = None if shardings is None else (shardings, None)
-    out_shardings = None if shardings is None else (shardings, None)
-    return jax.jit(step, donate_argnums=(0,), in_shardings=in_shardings, out_shardings=out_shardings)
+    shard = None if shardings is None else (shardings, None, None)
+    return jax.jit(step, donate_argnums=(0,), in_shardings=shard,
+                   out_shardings=None if shardings is None else (shardings, None))
 
 
-# ------------------------------------------------------------------------------------------- loop
 @dataclasses.dataclass
 class EarlyStopping:
     """Stops when ``metric`` has not improved for ``patience`` evaluations (0 disables)."""
@@ -199,20 +164,19 @@ class EarlyStopping:
     def should_stop(self) -> bool:
         return bool(self.patience) and self.bad_evals >= self.patience
 
+    def state(self) -> dict:
+        return {"best": self.best, "best_step": self.best_step, "bad_evals": self.bad_evals}
+
 
 def train_and_evaluate(*, workdir: str | pathlib.Path, model: Model, params: Any, tx: optax.GradientTransformation,
-                       loss_fn: Callable, train_data: Any, mesh: jax.sharding.Mesh, rules, num_steps: int,
-                       seed: int = 0, accum_steps: int = 1, log_every: int = 10, eval_every: int = 0,
-                       checkpoint_every: int = 0, keep_checkpoints: int = 2, evaluators: Mapping[str, Callable] = (),
-                       early_stopping: EarlyStopping | None = None, resume: str = "", lr_fn: Callable | None = None,
-                       logits_fn: Callable | None = None, progress: bool = True, trim_padding: bool = True,
-                       eval_before: bool = True) -> dict:
-    """Trains for ``num_steps`` steps, evaluating, checkpointing and logging; returns the final summary.
-
-    ``train_data`` is an iterator of host batches with ``get_state()``/``set_state()``; ``evaluators``
-    map a name to ``evaluator(model_module) -> {metric: value}``. ``trim_padding`` cuts token arrays to
-    the batch's longest sequence in power-of-two buckets (a few compiled shapes, no wasted padding).
-    ``eval_before`` evaluates the starting params too (``summary["eval_before"]``) on a fresh start.
+                       objective: Objective, data: Any, mesh: jax.sharding.Mesh, rules, schedule: Schedule,
+                       seed: int = 0, evaluators: Mapping[str, Callable] = (), early_stopping: EarlyStopping | None = None,
+                       start: ckpt_lib.Start | None = None, reference: Any = None, lr_fn: Callable | None = None,
+                       progress: bool = True) -> dict:
+    """Trains ``schedule.num_steps`` steps, evaluating, checkpointing and logging; returns the summary (with the
+    final ``params``). ``data`` iterates this process's host batches (``get_state``/``set_state``);
+    ``evaluators`` map a name to ``evaluator(module) -> {metric: value}``; ``start`` is where the run starts
+    (:func:`ranking_jax.checkpoint.resolve_start`). Only process 0 writes files.
 
     The finite-loss guard reads each step's flag only after the next step is dispatched, so the host never
     waits on the device in between; flags are read at once before logging, evaluating or saving, so no
@@ -220,49 +184,40 @@ def train_and_evaluate(*, workdir: str | pathlib.Path, model: Model, params: Any
     """
     from tqdm import tqdm
 
-    from ranking_jax.data.pipeline import trim_padding as trim
-
     workdir = pathlib.Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
+    s = schedule
     state = init_state(params, tx, seed, mesh, rules)
-    step_fn = make_train_step(loss_fn, tx, accum_steps=accum_steps, shardings=state_shardings(state),
-                              logits_fn=logits_fn)
-    checkpointer = ckpt_lib.Checkpointer(workdir / "checkpoints", max_to_keep=keep_checkpoints)
-    best_checkpointer = ckpt_lib.Checkpointer(workdir / "best", max_to_keep=1, async_save=False) \
-        if early_stopping and early_stopping.metric else None
-    writer = writers.MetricWriter(workdir)
+    reference = None if reference is None else place(reference, mesh, rules)
+    step_fn = make_train_step(model, objective, tx, accum_steps=s.accum_steps, grad_cache_chunk=s.grad_cache_chunk,
+                              shardings=state_shardings(state))
+    checkpointer = ckpt_lib.Checkpointer(workdir / "checkpoints", max_to_keep=s.keep_checkpoints)
     early_stopping = early_stopping or EarlyStopping()
+    best_checkpointer = ckpt_lib.Checkpointer(workdir / "best", max_to_keep=1, async_save=False) \
+        if early_stopping.metric else None
+    writer = writers.MetricWriter(workdir, enabled=runtime.is_writer())
 
-    start = ckpt_lib.resolve_start(workdir, resume=resume)
+    start = start or ckpt_lib.resolve_start(workdir)
     if start.source in ("workdir", "resume"):
         source = checkpointer if start.source == "workdir" else ckpt_lib.Checkpointer(start.directory)
         state, data_state, meta = source.restore(state, start.step)
         if start.source == "workdir":
-            train_data.set_state(data_state)
-            for k in ("best", "best_step", "bad_evals"):
-                setattr(early_stopping, k, meta.get("early_stopping", {}).get(k, getattr(early_stopping, k)))
+            data.set_state(data_state)
+            for k, v in meta.get("early_stopping", {}).items():
+                setattr(early_stopping, k, v)
             writer.truncate_after(int(state["step"]))
         _log.info("resumed from %s step %d (%s)", start.directory, int(state["step"]), start.source)
     first_step = int(state["step"])
     last_good = checkpointer.latest_step()
-
     timing = {"eval_s": 0.0, "train_s": 0.0, "checkpoint_s": 0.0}
 
     def evaluate(step):
         t0 = time.perf_counter()
         module = model.merge(state["params"])
-        results = {}
-        for name, evaluator in dict(evaluators).items():
-            for k, v in evaluator(module).items():
-                results[f"{name}/{k}"] = v
+        results = {f"{name}/{k}": v for name, evaluator in dict(evaluators).items()
+                   for k, v in evaluator(module).items()}
         writer.write(step, results, split="eval")
         timing["eval_s"] += time.perf_counter() - t0
         return results
-
-    def save(step, force=False):
-        meta = {"early_stopping": {"best": early_stopping.best, "best_step": early_stopping.best_step,
-                                   "bad_evals": early_stopping.bad_evals}}
-        checkpointer.save(step, state, data_state=train_data.get_state(), meta=meta, force=force)
 
     def check(step, metrics):
         """The guard: a non-finite step stops the run (its update was not applied in the step)."""
@@ -276,28 +231,27 @@ def train_and_evaluate(*, workdir: str | pathlib.Path, model: Model, params: Any
 
     summary: dict[str, Any] = {"start": start.source, "first_step": first_step}
     last_eval: tuple[int, dict] | None = None
-    if first_step == 0 and evaluators and eval_before:
+    if first_step == 0 and evaluators and s.eval_before:
         summary["eval_before"] = evaluate(0)
         last_eval = (0, summary["eval_before"])
-    bar = tqdm(total=num_steps, initial=first_step, disable=not progress, dynamic_ncols=True, desc="train")
-    t_log, examples = time.perf_counter(), 0
-    step = first_step
-    stopped_early = False
-    pending = None  # (step, metrics) whose finite flag is not yet read
+    bar = tqdm(total=s.num_steps, initial=first_step, disable=not progress or not runtime.is_writer(),
+               dynamic_ncols=True, desc="train")
+    t_log, examples, step, stopped_early, pending = time.perf_counter(), 0, first_step, False, None
     t_train, eval_s0 = time.perf_counter(), timing["eval_s"]
-    while step < num_steps:
-        host_batch = next(train_data)
-        batch = sharding.shard_batch(trim(dict(host_batch)) if trim_padding else dict(host_batch), mesh, rules)
-        state, metrics = step_fn(state, batch)
+    while step < s.num_steps:
+        host_batch = next(data)
+        if step == first_step:
+            objective.check_batch(host_batch)
+        state, metrics = step_fn(state, global_batch(host_batch, mesh, rules), reference)
         if pending is not None:
             check(*pending)
         step += 1
         pending = (step, metrics)
         examples += int(np.asarray(host_batch["mask"]).shape[0]) * jax.process_count()
         bar.update(1)
-        log = step % log_every == 0 or step == num_steps
-        run_eval = bool(eval_every and evaluators and (step % eval_every == 0 or step == num_steps))
-        save_now = bool(checkpoint_every and (step % checkpoint_every == 0 or step == num_steps))
+        log = step % s.log_every == 0 or step == s.num_steps
+        run_eval = bool(s.eval_every and evaluators and (step % s.eval_every == 0 or step == s.num_steps))
+        save_now = bool(s.checkpoint_every and (step % s.checkpoint_every == 0 or step == s.num_steps))
         if log or run_eval or save_now:
             check(*pending)
             pending = None
@@ -315,9 +269,10 @@ def train_and_evaluate(*, workdir: str | pathlib.Path, model: Model, params: Any
             if early_stopping.update(step, last_eval[1]) and best_checkpointer is not None:
                 best_checkpointer.save(step, {"params": state["params"]}, force=True)
             stopped_early = early_stopping.should_stop
-        if checkpoint_every and (save_now or stopped_early):
+        if s.checkpoint_every and (save_now or stopped_early):
             t0 = time.perf_counter()
-            save(step, force=True)
+            checkpointer.save(step, state, data_state=data.get_state(),
+                              meta={"early_stopping": early_stopping.state()}, force=True)
             timing["checkpoint_s"] += time.perf_counter() - t0
             last_good = step
         if stopped_early:
@@ -342,6 +297,7 @@ def train_and_evaluate(*, workdir: str | pathlib.Path, model: Model, params: Any
         summary["eval_after"] = last_eval[1] if evaluated else evaluate(step)
     summary["timing"] = {k: round(v, 2) for k, v in timing.items()}
     writer.close()
-    writers.plot_curves(writer.rows(), workdir / "curves.png")
+    if runtime.is_writer():
+        writers.plot_curves(writer.rows(), workdir / "curves.png")
     summary["params"] = state["params"]
     return summary

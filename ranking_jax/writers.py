@@ -24,18 +24,23 @@ def read_metrics(workdir: str | pathlib.Path) -> list[dict]:
 
 
 class MetricWriter:
-    """Appends ``{"step": s, "split": ..., **scalars}`` lines to ``workdir/metrics.jsonl`` and TensorBoard."""
+    """Appends ``{"step": s, "split": ..., **scalars}`` lines to ``workdir/metrics.jsonl`` and TensorBoard; with
+    ``enabled=False`` (every process but the first of a multi-process run) it writes nothing."""
 
-    def __init__(self, workdir: str | pathlib.Path, *, tensorboard: bool = True):
+    def __init__(self, workdir: str | pathlib.Path, *, tensorboard: bool = True, enabled: bool = True):
         self.workdir = pathlib.Path(workdir)
-        self.workdir.mkdir(parents=True, exist_ok=True)
         self.path = self.workdir / "metrics.jsonl"
+        self.enabled = enabled
         self._tb = None
-        if tensorboard:
+        if enabled:
+            self.workdir.mkdir(parents=True, exist_ok=True)
+        if tensorboard and enabled:
             from tensorboardX import SummaryWriter
             self._tb = SummaryWriter(str(self.workdir / "tensorboard"))
 
     def write(self, step: int, scalars: Mapping[str, Any], *, split: str = "train") -> None:
+        if not self.enabled:
+            return
         row = {"step": int(step), "split": split, **{k: _scalar(v) for k, v in scalars.items()}}
         with self.path.open("a") as f:
             f.write(json.dumps(row) + "\n")
@@ -49,6 +54,8 @@ class MetricWriter:
 
     def truncate_after(self, step: int) -> None:
         """Drops rows logged after ``step`` (a resumed run replays them)."""
+        if not self.enabled:
+            return
         kept = [r for r in self.rows() if r["step"] <= step]
         self.path.write_text("".join(json.dumps(r) + "\n" for r in kept))
 

@@ -51,7 +51,8 @@ def main(argv=None) -> None:
     top, scores = data.BM25(k1=args.k1, b=args.b).index(data.texts(corpus)).search(
         data.Texts(queries)[rows], k=args.k)
     doc_ids, query_ids = data.id_list(corpus, "doc_id"), data.id_list(queries, "query_id")
-    run = ((query_ids[r], [doc_ids[d] for d in t[t >= 0]], s[t >= 0].tolist()) for r, t, s in zip(rows, top, scores))
+    run = {query_ids[r]: {doc_ids[d]: float(v) for d, v in zip(t[t >= 0], s[t >= 0])}
+           for r, t, s in zip(rows, top, scores)}
     path = data.write_run(args.out, run, tag=f"bm25_k1={args.k1}_b={args.b}")
     print(f"wrote {path}: {len(rows)} queries of split {args.split!r}, top {args.k} "
           f"(mean {np.mean((top >= 0).sum(1)):.1f} matching docs per query)")

@@ -6,23 +6,29 @@ whether each holds at this scale) and ``tables/NAME.png``.
 
 A table module defines ``get_table(scale) -> types.SimpleNamespace`` with
 
-  title, paper (markdown: the published numbers and their source), notes (what this scale changes and costs),
-  seeds, rows ({row: {"config": "configs/x.py:arg", "overrides": {"a.b": v}[, "seeds": [...]]}}, each at the
-  table's seeds or its own subset of them, e.g. [0] for a deterministic baseline; run seed by seed, rows in
-  order within a seed, so an interrupted reproduction holds whole seeds; "{ROW}" in a string
-  override is ROW's workdir at the same seed, "{ROW@S}" at seed S), columns ([(label, summary key,
-  higher_is_better)]), claims ([{"text", "better", "worse", "column"[, "kind": "better" | "not_worse"]}]),
-  paired: "seed" (a claim's two rows compared seed by seed) or "query:RUNFILE" (per-query values written beside
-  RUNFILE by its evaluator, averaged over the seeds, compared query by query; a claim's own "paired" overrides
-  it, e.g. one run file per target collection; optional unit: what a query is, e.g. "prompts"); optional
-  diagnostics ([(label, train scalar)], e.g. TRAM's "tram_d": per row, the median and range over its runs'
-  logged steps);
+  title, paper (markdown: the published numbers and their source), notes_values (optional: the values of the
+  notes file's {placeholders}, e.g. steps and learning rate; see below), seeds, rows ({row: {"config":
+  "configs/x.py:arg", "overrides": {"a.b": v}[, "seeds": [...]]}}, each at the table's seeds or its own subset
+  of them, e.g. [0] for a deterministic baseline; run seed by seed, rows in order within a seed, so an
+  interrupted reproduction holds whole seeds; "{ROW}" in a string override is ROW's workdir at the same seed,
+  "{ROW@S}" at seed S), columns ([(label, summary key, higher_is_better)]), claims ([{"text", "better", "worse",
+  "column"[, "kind": "better" | "not_worse"]}]), paired: "seed" (a claim's two rows compared seed by seed) or
+  "query:RUNFILE" (per-query values written beside RUNFILE by its evaluator, averaged over the seeds, compared
+  query by query; a claim's own "paired" overrides it, e.g. one run file per target collection; optional unit:
+  what a query is, e.g. "prompts"); optional diagnostics ([(label, train scalar)], e.g. TRAM's "tram_d": per row,
+  the median and range over its runs' logged steps);
 
 and optionally ``prepare(scale)``, run first (e.g. to fetch data). Each (row, seed) run lives in
 ``WORKDIR/NAME/SCALE/ROW/seed-S``; a finished run of the same resolved config is reused, an unfinished one
 resumes from its checkpoint, so an interrupted reproduction continues where it stopped. The test is the paired
 t-test (scipy.stats.ttest_rel, two-sided); a "better" claim holds when the difference has the claimed sign and
 p < 0.05, a "not_worse" claim unless the difference is significantly against it.
+
+A table's hand-written notes (what is the same as the paper, what differs and why, each scale's budget, caveats)
+live in ``tables/NAME.notes.md`` (beside the table file for a table given as a path): text for both scales, then
+a ``## small`` and a ``## full`` section; ``{placeholders}`` (``{{``/``}}`` for literal braces) are filled from
+``notes_values``. Notes and table modules hold no measured results (numbers, p-values, verdicts, timings): this
+script computes and writes all of those itself.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ import json
 import os
 import pathlib
 import platform
+import re
 import string
 import sys
 import time
@@ -52,6 +59,41 @@ def load_table(name: str):
         known = sorted(p.stem for p in path.parent.glob("*.py") if not p.stem.startswith("_"))
         raise SystemExit(f"--table {name!r}: {path} does not exist; tables: {known}")
     return main.load_module(path)
+
+
+def notes_path(name: str) -> pathlib.Path:
+    """The notes file of table ``name``: ``tables/NAME.notes.md``, or ``NAME.notes.md`` beside a table file."""
+    return pathlib.Path(name).with_suffix(".notes.md") if name.endswith(".py") else ROOT / "tables" / f"{name}.notes.md"
+
+
+def table_notes(name: str, scale: str, values: dict) -> str:
+    """Table ``name``'s hand-written notes at ``scale``: its notes file's text before the ``## small`` / ``## full``
+    sections, then that scale's section, ``{placeholders}`` filled from ``values`` (the table's notes_values)."""
+    path = notes_path(name)
+    if not path.is_file():
+        raise SystemExit(f"table {name!r}: no notes file {path} (the table's hand-written notes, with a ## small "
+                         "and a ## full section)")
+    parts: dict[str | None, list[str]] = {None: []}
+    part = None
+    for line in path.read_text().splitlines():
+        heading = re.fullmatch(r"## (small|full)\s*", line)
+        if heading and heading[1] in parts:
+            raise SystemExit(f"{path}: two '## {heading[1]}' sections")
+        if heading:
+            part = heading[1]
+            parts[part] = []
+        else:
+            parts[part].append(line)
+    if not {"small", "full"} <= parts.keys():
+        raise SystemExit(f"{path}: needs a '## small' and a '## full' section, has {sorted(k for k in parts if k)}")
+    text = "\n".join(parts[None]).strip() + "\n\n" + "\n".join(parts[scale]).strip()
+    try:
+        return text.format(**values).strip()
+    except KeyError as e:
+        raise SystemExit(f"{path}: placeholder {{{e.args[0]}}} is not in the table's notes_values "
+                         f"{sorted(values)}") from None
+    except (IndexError, ValueError) as e:
+        raise SystemExit(f"{path}: {e} (write a literal brace as {{{{ or }}}})") from None
 
 
 def row_seeds(table, row: str) -> list[int]:
@@ -123,16 +165,19 @@ def resolve(table, row: str, seed: int, workdirs: dict[str, pathlib.Path] | None
 
 def run_cell(config, workdir: pathlib.Path) -> tuple[dict, bool]:
     """``(summary, reused)`` of ``config`` run in ``workdir`` (a finished run of the same config is reused)."""
-    from ranking_jax import defaults, experiment, main
-    resolved = defaults.config_json(config)
+    from ranking_jax import defaults, registry, run
     summary_path, config_path = workdir / "summary.json", workdir / "config.json"
-    if config_path.exists() and config_path.read_text() != resolved:
-        raise SystemExit(f"{workdir} holds a run of a different config ({config_path}); delete that folder or "
-                         "pass another --workdir")
-    if summary_path.exists():
-        return json.loads(summary_path.read_text()), True
-    main.write_config(config, workdir)
-    return experiment.run_one(config, workdir, progress=False), False
+    if config_path.exists():  # the saved config differs only in the fields its task resolves (a feature count)
+        wanted = defaults.flatten(json.loads(defaults.config_json(config)))
+        saved = defaults.flatten(json.loads(config_path.read_text()))
+        resolved = set(registry.entry(f"tasks.{config.task}").meta["resolves"])
+        changed = sorted(k for k in wanted.keys() | saved.keys() if saved.get(k) != wanted.get(k) and k not in resolved)
+        if changed:
+            raise SystemExit(f"{workdir} holds a run of a different config ({config_path}: {', '.join(changed[:5])} "
+                             "differ); delete that folder or pass another --workdir")
+        if summary_path.exists():
+            return json.loads(summary_path.read_text()), True
+    return run.run_one(config, workdir, progress=False, allow_config_change=True), False
 
 
 def paired_test(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float]:
@@ -161,7 +206,7 @@ def verdict(diff: float, p: float, higher_is_better: bool, kind: str = "better")
 
 def per_query(workdirs: list[pathlib.Path], run_file: str, measure: str) -> dict[str, float]:
     """``{query: value}`` of ``measure`` averaged over the runs (seeds) in ``workdirs``."""
-    from ranking_jax.evaluate import per_query_path
+    from ranking_jax.evaluators import per_query_path
     values: dict[str, list[float]] = {}
     for w in workdirs:
         for q, m in json.loads(per_query_path(w / run_file).read_text()).items():
@@ -295,6 +340,10 @@ def main(argv=None) -> int:
     module = load_table(args.table)
     name = pathlib.Path(args.table).stem
     table = module.get_table(args.scale)
+    if hasattr(table, "notes"):
+        raise SystemExit(f"table {name!r} sets notes: hand-written notes live in {notes_path(args.table)}, the table "
+                         "gives only their notes_values")
+    table.notes = table_notes(args.table, args.scale, getattr(table, "notes_values", {}))  # before hours of runs
     if hasattr(module, "prepare"):
         module.prepare(args.scale)
     t0 = time.perf_counter()

@@ -24,7 +24,7 @@ from typing import Iterable
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # run without installing
 from ranking_jax import data  # noqa: E402
-from ranking_jax.evaluate import score_triples  # noqa: E402
+from ranking_jax.evaluators import score_triples  # noqa: E402
 
 log = logging.getLogger(__name__)
 

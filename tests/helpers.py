@@ -30,6 +30,22 @@ def write_svmlight(folder: pathlib.Path, *, queries=6, docs=12, features=5, seed
     return folder
 
 
+def run_config(config, workdir: pathlib.Path, **kw) -> dict:
+    """``ranking_jax.run.run_one`` without a progress bar: the summary of a run of ``config`` in ``workdir``."""
+    from ranking_jax import run
+    return run.run_one(config, workdir, progress=False, **kw)
+
+
+def cache_entry(config, name: str, source: pathlib.Path | None = None) -> pathlib.Path:
+    """The one content-keyed cache folder of artifact ``name`` under ``config.data.cache_dir`` (built from
+    ``source``, when given)."""
+    from ranking_jax.tasks import cache
+    found = sorted(p for p in cache.root(config).glob(f"{name}-*") if (p / "KEY.json").exists()
+                   and (source is None or str(pathlib.Path(source).resolve()) in (p / "KEY.json").read_text()))
+    assert len(found) == 1, (name, found)
+    return found[0]
+
+
 def metric_rows(workdir: pathlib.Path, split: str | None = None) -> list[dict]:
     """The rows of ``workdir/metrics.jsonl`` (of one split, when given)."""
     from ranking_jax.writers import read_metrics

@@ -5,8 +5,7 @@ import pathlib
 import numpy as np
 import pytest
 
-from helpers import load_config, metric_rows, write_svmlight
-from ranking_jax import experiment
+from helpers import cache_entry, load_config, metric_rows, run_config, write_svmlight
 
 
 def _check_run(workdir: pathlib.Path, summary: dict, measures=("nDCG@10",)):
@@ -25,7 +24,7 @@ def _check_run(workdir: pathlib.Path, summary: dict, measures=("nDCG@10",)):
 def test_text_config_two_steps(name, tmp_path):
     config = load_config(name, "runlocal")
     config.data.cache_dir = str(tmp_path / "cache")
-    summary = experiment.run_one(config, tmp_path / "run", progress=False)
+    summary = run_config(config, tmp_path / "run")
     _check_run(tmp_path / "run", summary)
     assert (tmp_path / "run" / "rerank.run").stat().st_size > 0
     if name == "bi_encoder":
@@ -36,7 +35,7 @@ def test_ltr_config_two_steps(tmp_path):
     config = load_config("ltr_mlp", "runlocal,custom")
     config.data.manual_dir = str(write_svmlight(tmp_path / "letor"))
     config.data.cache_dir = str(tmp_path / "cache")
-    summary = experiment.run_one(config, tmp_path / "run", progress=False)
+    summary = run_config(config, tmp_path / "run")
     _check_run(tmp_path / "run", summary, measures=("nDCG@1",))
 
 
@@ -46,7 +45,7 @@ def test_optimizer_swap_is_one_line(optimizer, tmp_path):
     config.data.manual_dir = str(write_svmlight(tmp_path / "letor"))
     config.data.cache_dir = str(tmp_path / "cache")
     config.optimizer.name = optimizer
-    summary = experiment.run_one(config, tmp_path / "run", progress=False)
+    summary = run_config(config, tmp_path / "run")
     _check_run(tmp_path / "run", summary, measures=("nDCG@1",))
 
 
@@ -62,13 +61,13 @@ def test_zero_shot_collection_is_evaluated_like_trec_eval(tmp_path, shared_dir):
     ir-measures (trec_eval) on the run file written for it and that collection's own qrels."""
     import ir_measures
 
-    from ranking_jax.metrics import trec
+    from ranking_jax.data import formats
     cranfield = shared_dir / "data" / "cranfield"
     config = load_config("cross_encoder", "runlocal")
     config.data.cache_dir = str(tmp_path / "cache")
     config.evals.zero_shot = str(cranfield)
-    summary = experiment.run_one(config, tmp_path / "run", progress=False)
-    run = trec.read_run(tmp_path / "run" / "cranfield_rerank.run")
+    summary = run_config(config, tmp_path / "run")
+    run = formats.read_run(tmp_path / "run" / "cranfield_rerank.run")
     assert len(run) == config.data.max_eval_queries
     assert all(len(docs) <= config.data.eval_depth for docs in run.values())
     qrels = {}
@@ -99,11 +98,11 @@ def test_distillation_from_the_mean_of_exported_teachers(tmp_path):
     config.data.cache_dir = str(tmp_path / "cache")
     config.data.update({"teacher": f"{tmp_path}/t0,{tmp_path}/t1", "teacher_per_query": 1, "list_size": 2})
     config.evals.retrieval = False  # re-ranking is enough here; retrieval encodes the whole corpus
-    config.loss, config.loss_labels = "losses.margin_mse_loss", "teacher_scores"
-    summary = experiment.run_one(config, tmp_path / "run", progress=False)
+    config.loss = "losses.margin_mse_loss"
+    summary = run_config(config, tmp_path / "run")
     _check_run(tmp_path / "run", summary)
 
-    source = experiment._beir_source(config, "chatterbot")
+    source = cache_entry(config, "chatterbot-beir")
     text = {r["_id"]: f"{r['title']} {r['text']}" if r.get("title") else r["text"]
             for name in ("corpus", "queries") for r in map(json.loads, open(source / f"{name}.jsonl"))}
     qrels = {}
@@ -126,4 +125,33 @@ def test_distillation_from_the_mean_of_exported_teachers(tmp_path):
     assert np.std([r[1] - r[2] for r in rows]) > 0.1  # real, varying margins
     config.data.teacher = str(tmp_path / "no_teacher")
     with pytest.raises(FileNotFoundError, match=r"config.data.teacher: .*no_teacher holds no exported model"):
-        experiment.run_one(config, tmp_path / "run2", progress=False)
+        run_config(config, tmp_path / "run2")
+
+
+def test_config_json_replays_the_run(tmp_path):
+    """The task resolves its fields (the feature count) before ``config.json`` is written, and ``--config
+    WORKDIR/config.json`` reruns the same run: the same metrics at every step. Rerunning the first workdir with a
+    changed config is refused unless told."""
+    import json
+    import subprocess
+    import sys
+
+    from helpers import ROOT
+    config = load_config("ltr_mlp", "runlocal,custom")
+    config.data.manual_dir = str(write_svmlight(tmp_path / "letor", features=7))
+    config.data.cache_dir = str(tmp_path / "cache")
+    first = run_config(config, tmp_path / "a")
+    saved = json.loads((tmp_path / "a" / "config.json").read_text())
+    assert saved["model"]["num_features"] == 7 and saved["loss"] == config.loss
+    cmd = [sys.executable, "-m", "ranking_jax.main", f"--config={tmp_path / 'a' / 'config.json'}"]
+    replay = subprocess.run(cmd + [f"--workdir={tmp_path / 'b'}"], cwd=ROOT, capture_output=True, text=True,
+                            timeout=300)
+    assert replay.returncode == 0, replay.stderr[-3000:]
+    assert json.loads((tmp_path / "b" / "summary.json").read_text())["eval_after"] == first["eval_after"]
+    assert [r["loss"] for r in metric_rows(tmp_path / "b", "train")] == \
+        [r["loss"] for r in metric_rows(tmp_path / "a", "train")]
+    assert (tmp_path / "b" / "config.json").read_text() == (tmp_path / "a" / "config.json").read_text()
+    changed = subprocess.run(cmd + [f"--workdir={tmp_path / 'a'}", "--config.optimizer.learning_rate=0.5"],
+                             cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert changed.returncode != 0 and "optimizer.learning_rate: 0.001 -> 0.5" in changed.stderr
+    assert "--allow_config_change" in changed.stderr

@@ -77,8 +77,8 @@ def test_cranfield_ndcg_matches_bm25s(cranfield, shared_dir, tmp_path):
     qids = [queries[i]["query_id"].decode() for i in range(len(queries))]
     analyze = data.analyzer()
     top, scores = data.BM25(k1=0.9, b=0.4, analyze=analyze).index(doc_texts).search(query_texts, k=100)
-    path = data.write_run(tmp_path / "bm25.trec", [(q, [doc_ids[d] for d in t[t >= 0]], s[t >= 0].tolist())
-                                                    for q, t, s in zip(qids, top, scores)])
+    path = data.write_run(tmp_path / "bm25.trec", {q: {doc_ids[d]: float(v) for d, v in zip(t[t >= 0], s[t >= 0])}
+                                                   for q, t, s in zip(qids, top, scores)})
 
     oracle = bm25s.BM25(k1=0.9, b=0.4, method="lucene")
     oracle.index([analyze(t) for t in doc_texts], show_progress=False)
@@ -98,7 +98,7 @@ def test_cranfield_ndcg_matches_bm25s(cranfield, shared_dir, tmp_path):
 
 def _trec_qrels(shared_dir, tmp_path):
     path = tmp_path / "qrels.txt"
-    rows = data.read_qrels(shared_dir / "data" / "cranfield" / "qrels" / "test.tsv")
+    rows = data.read_qrels_lines(shared_dir / "data" / "cranfield" / "qrels" / "test.tsv")
     path.write_text("".join(f"{q} 0 {d} {r}\n" for _, q, d, r in rows))
     return str(path)
 

@@ -190,23 +190,44 @@ def test_determinism_and_exact_resume(collection, tokenizer):
         other.iterator().set_state(state)
 
 
-def test_process_sharding(collection, tokenizer):
+def _concat(batches):
+    return {k: np.concatenate([b[k] for b in batches]) for k in batches[0]}
+
+
+def _same_global_batches(make, steps):
+    """``make(shard)`` pipelines: at every step the processes' batches, concatenated in process order, are the
+    one-process batch (every field, bit for bit), and every process has as many steps."""
+    one = make((0, 1))
+    for count in (2, 4):
+        parts = [make((i, count)) for i in range(count)]
+        assert len({len(p) for p in parts}) == 1
+        for step in range(steps):
+            glued, single = _concat([p[step] for p in parts]), one[step]
+            assert glued.keys() == single.keys()
+            for k in single:
+                np.testing.assert_array_equal(glued[k], single[k], err_msg=f"{k} at step {step}, {count} processes")
+        assert parts[-1].fingerprint == one.fingerprint  # a checkpoint's data state resumes on any process count
+
+
+def test_the_global_batch_does_not_depend_on_the_process_count(collection, tokenizer, tmp_path):
     records = data.eval_lists(collection["qrels"], collection["candidates"], list_size=10)
-    kw = dict(family="cross_encoder", queries=collection["queries"], corpus=collection["corpus"], batch_size=4,
-              list_size=10, train=False, tokenizer=tokenizer)
-    shards = [data.text_pipeline(records, shard=(i, 2), **kw) for i in range(2)]
-    assert len(shards[0]) == len(shards[1])  # every process runs the same number of steps
-    rows = [[(b["query_index"][i], tuple(b["doc_index"][i])) for s in range(len(p)) for b in [p[s]]
-             for i in range(2) if b["query_index"][i] >= 0] for p in shards]
-    assert set(rows[0]).isdisjoint(rows[1])
-    assert sorted(rows[0] + rows[1]) == sorted((r["query_index"], tuple(np.pad(r["doc_index"], (0, 10 - len(
-        r["doc_index"])), constant_values=-1))) for r in records)
-    _, train0 = _train_pipe(collection, tokenizer, shard=(0, 2))
-    _, train1 = _train_pipe(collection, tokenizer, shard=(1, 2))
-    assert train0[0]["labels"].shape == (2, 6)  # local batch = global / processes
-    q0 = {q for s in range(3) for q in train0[s]["query_index"] if q >= 0}
-    q1 = {q for s in range(3) for q in train1[s]["query_index"] if q >= 0}
-    assert q0.isdisjoint(q1)
+    kw = dict(family="cross_encoder", queries=collection["queries"], corpus=collection["corpus"], list_size=10,
+              tokenizer=tokenizer)
+    _same_global_batches(lambda shard: data.text_pipeline(records, batch_size=4, train=False, shard=shard, **kw),
+                         steps=3)
+    train = data.train_lists(collection["qrels"], collection["candidates"])
+    _same_global_batches(lambda shard: data.text_pipeline(
+        train, family="bi_encoder", queries=collection["queries"], corpus=collection["corpus"], batch_size=4,
+        list_size=6, train=True, seed=3, max_positives=2, tokenizer=tokenizer, shard=shard), steps=7)
+    digits = data.prepare(data.ImageClasses, config="digits", data_dir=tmp_path / "img").as_data_source()["train"]
+    _same_global_batches(lambda shard: data.image_pipeline(digits, batch_size=16, train=True, seed=1, max_value=16,
+                                                           classes_per_batch=4, shard=shard), steps=3)
+    letor = [{"query_index": q, "doc_index": np.arange(7, dtype=np.int32), "labels": np.arange(7, dtype=np.float32),
+              "features": np.full((7, 2), q, np.float32)} for q in range(9)]
+    _same_global_batches(lambda shard: data.letor_pipeline(letor, batch_size=4, list_size=5, train=True, seed=2,
+                                                           shard=shard), steps=5)
+    with pytest.raises(ValueError, match="batch_size=6 must be a positive multiple of the number of processes"):
+        data.letor_pipeline(letor, batch_size=6, list_size=5, train=True, shard=(0, 4))
 
 
 def test_teacher_lists_carry_scores(collection, tokenizer):

@@ -84,8 +84,8 @@ def test_cli_with_cross_encoder(collection, tmp_path):
     qids = [src["queries"][i]["query_id"].decode() for i in range(3)]
     top, scores = data.BM25(analyze=str.split).index(data.texts(src["corpus"])).search(data.texts(src["queries"]),
                                                                                       k=10)
-    run = data.write_run(tmp_path / "run.trec", [(q, [doc_ids[d] for d in t[t >= 0]], s[t >= 0].tolist())
-                                                  for q, t, s in zip(qids, top, scores)])
+    run = data.write_run(tmp_path / "run.trec", {q: {doc_ids[d]: float(v) for d, v in zip(t[t >= 0], s[t >= 0])}
+                                                 for q, t, s in zip(qids, top, scores)})
     spec = ("models.cross_encoder(config={'hidden_size': 16, 'num_hidden_layers': 1, 'num_attention_heads': 2, "
             "'intermediate_size': 32}, seed=1)")
     out = tmp_path / "teacher.tsv"

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from ranking_jax import evaluate, sharding
-from ranking_jax.metrics import trec
+from ranking_jax import evaluators, scoring, sharding
+from ranking_jax.data import formats
 
 MEASURES = "nDCG@10 RR AP R@5 P@3"  # RR: trec_eval recip_rank (ir-measures computes RR@k with its msmarco provider)
 IRM = [ir_measures.parse_measure(m) for m in MEASURES.split()]
@@ -71,13 +71,13 @@ def test_rerank_evaluator_matches_ir_measures(tmp_path):
             yield b
 
     mesh = sharding.make_mesh([("data", -1)])
-    ev = evaluate.RerankEvaluator(list(batches()), query_ids=[f"q{q}" for q in range(12)], doc_id=lambda q, d: f"d{d}",
+    ev = evaluators.RerankEvaluator(list(batches()), query_ids=[f"q{q}" for q in range(12)], doc_id=lambda q, d: f"d{d}",
                                   qrels=qrels, measures=MEASURES, mesh=mesh, run_path=tmp_path / "rr.run")
     result = ev(model)
     # the same run computed directly, outside the evaluator
     scores = np.asarray(model._embed(jnp.asarray(doc_ids), jnp.asarray(doc_mask)) @ model.w[...])
     run = {f"q{q}": {f"d{d}": float(scores[d]) for d in docs} for q, docs in lists.items()}
-    assert trec.read_run(tmp_path / "rr.run").keys() == run.keys()
+    assert formats.read_run(tmp_path / "rr.run").keys() == run.keys()
     expected = _ir_measures(qrels, run)
     for name in MEASURES.split():
         assert result[name] == pytest.approx(expected[name], abs=1e-5), name
@@ -114,7 +114,7 @@ def test_dense_rerank_evaluator_matches_ir_measures(tmp_path):
     lists = _lists(rng)
     doc_rows = np.unique(np.concatenate(list(lists.values())))
     model = Linear()
-    ev = evaluate.DenseRerankEvaluator(
+    ev = evaluators.DenseRerankEvaluator(
         query_tokens={"ids": q_ids, "mask": q_mask}, query_rows=list(range(12)),
         doc_tokens={"ids": doc_ids[doc_rows], "mask": doc_mask[doc_rows]}, doc_rows=doc_rows, candidates=lists,
         query_ids=[f"q{i}" for i in range(12)], doc_ids=[f"d{i}" for i in range(40)], qrels=qrels,
@@ -123,7 +123,7 @@ def test_dense_rerank_evaluator_matches_ir_measures(tmp_path):
     qe = np.asarray(model._embed(jnp.asarray(q_ids), jnp.asarray(q_mask)))
     de = np.asarray(model._embed(jnp.asarray(doc_ids), jnp.asarray(doc_mask)))
     run = {f"q{q}": {f"d{d}": float(qe[q] @ de[d]) for d in docs} for q, docs in lists.items()}
-    written = trec.read_run(tmp_path / "dr.run")
+    written = formats.read_run(tmp_path / "dr.run")
     assert written.keys() == {f"q{q}" for q, docs in lists.items() if len(docs)}
     assert {q: sorted(docs) for q, docs in written.items()} == \
         {q: sorted(docs) for q, docs in run.items() if docs}
@@ -131,7 +131,7 @@ def test_dense_rerank_evaluator_matches_ir_measures(tmp_path):
     for name in MEASURES.split():
         assert result[name] == pytest.approx(expected[name], abs=1e-5), name
     with pytest.raises(ValueError, match="candidates name corpus rows"):
-        evaluate.DenseRerankEvaluator(
+        evaluators.DenseRerankEvaluator(
             query_tokens={"ids": q_ids, "mask": q_mask}, query_rows=list(range(12)),
             doc_tokens={"ids": doc_ids[doc_rows[1:]], "mask": doc_mask[doc_rows[1:]]}, doc_rows=doc_rows[1:],
             candidates=lists, query_ids=[f"q{i}" for i in range(12)], doc_ids=[f"d{i}" for i in range(40)],
@@ -153,10 +153,10 @@ def test_dense_rerank_equals_list_rerank_of_a_bi_encoder(tmp_path):
     qrels = _collection(seed=7)[3]
     mesh = sharding.make_mesh([("data", 4), ("model", 2)])
     common = dict(query_ids=[f"q{i}" for i in range(12)], qrels=qrels, measures=MEASURES, mesh=mesh)
-    listwise = evaluate.RerankEvaluator(_list_batches(lists, {"ids": q_ids, "mask": q_mask},
+    listwise = evaluators.RerankEvaluator(_list_batches(lists, {"ids": q_ids, "mask": q_mask},
                                                       {"ids": d_ids, "mask": d_mask}),
                                         doc_id=lambda q, d: f"d{d}", **common).run(model)
-    dense = evaluate.DenseRerankEvaluator(
+    dense = evaluators.DenseRerankEvaluator(
         query_tokens={"ids": q_ids, "mask": q_mask}, query_rows=list(range(12)),
         doc_tokens={"ids": d_ids[doc_rows], "mask": d_mask[doc_rows]}, doc_rows=doc_rows, candidates=lists,
         doc_ids=[f"d{i}" for i in range(40)], batch_size=8, **common).run(model)
@@ -169,7 +169,7 @@ def test_dense_rerank_equals_list_rerank_of_a_bi_encoder(tmp_path):
 def test_exact_topk_chunked_equals_full_sort():
     rng = np.random.default_rng(3)
     q, d = rng.normal(size=(5, 8)).astype(np.float32), rng.normal(size=(103, 8)).astype(np.float32)
-    s, i = evaluate.exact_topk(jnp.asarray(q), jnp.asarray(d), 10, chunk=16)
+    s, i = scoring.exact_topk(jnp.asarray(q), jnp.asarray(d), 10, chunk=16)
     full = q @ d.T
     np.testing.assert_array_equal(i, np.argsort(-full, axis=1, kind="stable")[:, :10])
     np.testing.assert_allclose(s, np.take_along_axis(full, i, 1), rtol=1e-5)
@@ -181,7 +181,7 @@ def test_retrieval_evaluator_matches_brute_force(tmp_path):
     q_mask = (np.arange(5) < rng.integers(1, 6, 12)[:, None]).astype(np.int32)
     model = Linear()
     mesh = sharding.make_mesh([("data", -1)])
-    ev = evaluate.RetrievalEvaluator(
+    ev = evaluators.RetrievalEvaluator(
         query_tokens={"ids": q_ids, "mask": q_mask}, query_rows=list(range(12)),
         doc_tokens={"ids": doc_ids, "mask": doc_mask}, query_ids=[f"q{i}" for i in range(12)],
         doc_ids=[f"d{i}" for i in range(40)], qrels=qrels, measures=MEASURES, mesh=mesh, k=10, batch_size=16,

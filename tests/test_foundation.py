@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import flax.linen as nn
 from flax import nnx
 from jax.sharding import PartitionSpec as P
 from ml_collections import ConfigDict
@@ -21,11 +22,28 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 # ---------------------------------------------------------------------------------------------- registry
-def test_registry_resolves_call_with_bound_kwargs():
-    fn = registry.lookup("shardings.logical_to_spec(rules=[('batch', 'data'), ('mlp', 'model')])")
-    assert isinstance(fn, functools.partial)
-    assert fn(("batch", None, "mlp")) == P("data", None, "model")
-    assert registry.lookup("shardings.make_mesh") is sharding.make_mesh
+def test_registry_resolves_call_with_bound_kwargs_and_nested_specs():
+    from ranking_jax import losses, metrics
+    fn = registry.lookup("losses.softmax_loss(reduce_fn=None)")
+    assert isinstance(fn, functools.partial) and fn.func is losses.softmax_loss and fn.keywords == {"reduce_fn": None}
+    assert registry.lookup("losses.softmax_loss") is losses.softmax_loss
+    nested = registry.lookup("losses.pairwise_logistic_loss(lambdaweight_fn=lambdaweights.dcg_lambdaweight)")
+    assert nested.keywords["lambdaweight_fn"] is losses.dcg_lambdaweight
+    made, entry = registry.resolve("losses.approx_t12n(metrics.ndcg_metric, temperature=0.5)")
+    assert entry.factory and entry.meta["view"] == "list"
+    scores, labels = jnp.array([[2.0, 1.0, 0.0]]), jnp.array([[0.0, 1.0, 2.0]])
+    np.testing.assert_allclose(made(scores, labels), losses.approx_t12n(metrics.ndcg_metric, temperature=0.5)(
+        scores, labels), rtol=1e-6)
+
+
+def test_only_components_are_registered():
+    """Registered names come from the components' own decorators; no helper, state class or loader is there."""
+    names = registry.names()
+    assert {n.split(".")[0] for n in names} >= {"losses", "metrics", "models", "optimizers", "evaluators", "tasks",
+                                                "first_stages", "lambdaweights"}
+    for helper in ("losses.popularity_propensity", "losses.madpo_weight", "models.load_tokenizer",
+                   "optimizers.SAMState", "optimizers.make", "shardings.make_mesh"):
+        assert helper not in names
 
 
 def test_registry_register_and_positional_args():
@@ -41,16 +59,16 @@ def test_registry_register_and_positional_args():
 
 def test_registry_unknown_name_lists_closest():
     with pytest.raises(registry.RegistryError) as e:
-        registry.lookup("shardings.make_mseh")
-    assert "shardings.make_mesh" in str(e.value) and "make_mseh" in str(e.value)
+        registry.lookup("losses.sofmax_loss")
+    assert "losses.softmax_loss" in str(e.value) and "sofmax_loss" in str(e.value)
     with pytest.raises(registry.RegistryError, match="Closest registered names"):
         registry.lookup("nonsense.thing")
 
 
 @pytest.mark.parametrize("spec, message", [
-    ("shardings.make_mesh(", "cannot parse"),
-    ("make_mesh", "must be 'namespace.name'"),
-    ("shardings.make_mesh(foo=bar)", "Python literals"),
+    ("losses.softmax_loss(", r"never closed at character 20"),
+    ("softmax_loss", "must be 'namespace.name'"),
+    ("losses.softmax_loss(reduce_fn=bar)", "Python literal .* or a registry spec"),
 ])
 def test_registry_malformed_specs(spec, message):
     with pytest.raises(registry.RegistryError, match=message):
@@ -108,8 +126,8 @@ class _Mlp(nnx.Module):
         self.down = nnx.Linear(32, 1, kernel_init=nnx.with_partitioning(init, ("mlp", "embed")), rngs=rngs)
 
     def __call__(self, ids):
-        h = sharding.constrain(self.embed(ids), ("batch", "length", "embed"))
-        h = sharding.constrain(jax.nn.gelu(self.up(h)), ("batch", "length", "mlp"))
+        h = nn.with_logical_constraint(self.embed(ids), ("batch", "length", "embed"))
+        h = nn.with_logical_constraint(jax.nn.gelu(self.up(h)), ("batch", "length", "mlp"))
         return self.down(h)[..., 0].mean(-1)
 
 
@@ -190,11 +208,26 @@ def test_main_rejects_typo_and_wrong_type(tmp_path):
     assert r.returncode != 0 and "--config" in r.stderr
 
 
-def test_write_config_resolves_overrides(tmp_path):
-    from ranking_jax.main import write_config
+def test_config_json_is_written_guarded_and_read_back(tmp_path):
+    """``config.json`` holds the resolved config; a workdir refuses another config (naming the fields) unless
+    told, keeping the old one; ``defaults.get_config`` reads it back as the same config (tuples stay tuples)."""
+    from ranking_jax import defaults, run
     ns = {}
     exec(_CONFIG, ns)
     c = ns["get_config"]("small")
     c.optimizer.lr = 0.5
-    path = write_config(c, tmp_path)
-    assert json.loads(path.read_text()) == {"seed": 0, "name": "small", "optimizer": {"name": "adam", "lr": 0.5}}
+    with c.unlocked():
+        c.shape = (2, 3)
+    run.write_config(c, tmp_path)
+    path = tmp_path / "config.json"
+    assert json.loads(path.read_text()) == {"seed": 0, "name": "small", "optimizer": {"name": "adam", "lr": 0.5},
+                                            "shape": [2, 3]}
+    back = defaults.get_config(str(path))
+    assert back.shape == (2, 3) and defaults.config_json(back) == path.read_text()
+    run.write_config(back, tmp_path)  # the same config: accepted
+    c.optimizer.lr = 0.1
+    with pytest.raises(run.ConfigChangedError, match=r"optimizer.lr: 0.5 -> 0.1.*--allow_config_change"):
+        run.write_config(c, tmp_path)
+    run.write_config(c, tmp_path, allow_change=True)
+    assert json.loads(path.read_text())["optimizer"]["lr"] == 0.1
+    assert json.loads((tmp_path / "config.previous.json").read_text())["optimizer"]["lr"] == 0.5

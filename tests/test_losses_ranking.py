@@ -22,7 +22,7 @@ from rax._src import t12n as rax_t12n
 
 from _loss_checks import softplus
 from ranking_jax import losses as L
-from ranking_jax.losses import _utils as U
+from ranking_jax import ops as U
 from ranking_jax.losses import listwise, pairwise, pointwise
 
 RTOL, ATOL = 1e-5, 1e-6

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 import ranking_jax.losses as losses
 import ranking_jax.metrics as metrics
-from ranking_jax.losses._utils import approx_cutoff, approx_ranks
+from ranking_jax.ops import approx_cutoff, approx_ranks
 from ranking_jax.metrics import metric_learning
 
 def jit(fn, **static):

@@ -146,9 +146,14 @@ def test_bi_encoder_matches_numpy(pooling, similarity):
     scores = model(batch)
     real = batch["mask"]
     np.testing.assert_allclose(np.asarray(scores)[real], np.einsum("bd,bld->bl", q, d)[real], atol=3e-5)
-    mat = np.asarray(model.score_matrix(batch))
+    outputs = model.outputs(model.represent(dict(batch, pseudo_ids=batch["query_ids"],
+                                                 pseudo_mask=batch["query_mask"])),
+                            batch, ("score_matrix", "pseudo_scores"))
+    mat = np.asarray(outputs["score_matrix"])  # every query against every document of the batch
     assert mat.shape == (B, B * L)
-    np.testing.assert_allclose(mat.reshape(B, B, L)[np.arange(B), np.arange(B)], scores, atol=1e-5)
+    cols = real.reshape(-1)  # padded documents' vectors are not compared
+    np.testing.assert_allclose(mat[:, cols], np.einsum("bd,cld->bcl", q, d).reshape(B, B * L)[:, cols], atol=3e-5)
+    np.testing.assert_allclose(np.asarray(outputs["pseudo_scores"])[real], np.asarray(scores)[real], atol=1e-5)
     np.testing.assert_allclose(model.encode_queries(batch["query_ids"], batch["query_mask"]), q, atol=3e-5)
 
 
@@ -179,8 +184,10 @@ def test_colbert_matches_numpy(skip):
     dm = batch["doc_mask"].astype(bool) & ~np.isin(batch["doc_ids"], skip)
     ref = np_maxsim(q, d, batch["query_mask"].astype(bool), dm)
     np.testing.assert_allclose(model(batch), ref, atol=3e-5)
-    mat = model.score_matrix(batch)
+    mat = model.outputs(model.represent(batch), batch, ("score_matrix",))["score_matrix"]
     np.testing.assert_allclose(np.asarray(mat).reshape(B, B, L)[np.arange(B), np.arange(B)], ref, atol=3e-5)
+    other = np_maxsim(q[1:2].repeat(B, 0), d, batch["query_mask"][1:2].astype(bool).repeat(B, 0), dm)
+    np.testing.assert_allclose(np.asarray(mat)[1].reshape(B, L), other, atol=3e-5)  # query 1 vs every document
 
 
 def np_tk(model, batch):

@@ -1,8 +1,10 @@
-"""scripts/reproduce.py: paired tests against a NumPy/t-distribution derivation, and a two-row table end to end
-(per-seed values from the runs' summaries, the query-paired test recomputed from the per-query files, reuse)."""
+"""scripts/reproduce.py: paired tests against a NumPy/t-distribution derivation, a two-row table end to end
+(per-seed values from the runs' summaries, the query-paired test recomputed from the per-query files, reuse), and
+the tables' hand-written notes files (rendered per scale, free of measured results)."""
 
 import json
 import math
+import re
 
 import numpy as np
 import pytest
@@ -51,23 +53,26 @@ def get_table(scale="small"):
     rows["short"] = dict(rows["softmax"], seeds=[1])
     rows["short"]["overrides"] = dict(rows["softmax"]["overrides"], **{{"train.num_steps": 5}})
     return types.SimpleNamespace(
-        title="test table", paper="| a | b |", notes="notes here", seeds=[0, 1], rows=rows,
+        title="test table", paper="| a | b |", notes_values={{"steps": 20}}, seeds=[0, 1], rows=rows,
         columns=[("nDCG@10", "rerank/nDCG@10", True), ("nDCG@5", "rerank/nDCG@5", True)],
         paired="query:rerank.run", diagnostics=[("train loss", "loss"), ("missing", "no_such_scalar")],
         claims=[{{"text": "softmax beats ranknet", "better": "softmax", "worse": "ranknet", "column": "nDCG@10"}},
                 {{"text": "softmax beats short", "better": "softmax", "worse": "short", "column": "nDCG@5",
                   "paired": "seed"}}])
 '''
+NOTES = "notes here, {steps} steps\n\n## small\n\nsmall-scale notes\n\n## full\n\nfull-scale notes\n"
 
 
 def test_table_end_to_end(tmp_path, capsys):
     data = write_svmlight(tmp_path / "letor", queries=10, docs=12, features=5)
     table_file = tmp_path / "mini.py"
     table_file.write_text(TABLE.format(data=data))
+    (tmp_path / "mini.notes.md").write_text(NOTES)  # a table file's notes sit beside it
     args = ["--table", str(table_file), "--workdir", str(tmp_path / "runs"), "--out", str(tmp_path / "tables")]
     assert reproduce.main(args) == 0
     md = (tmp_path / "tables" / "mini.md").read_text()
     assert (tmp_path / "tables" / "mini.png").stat().st_size > 0
+    assert md.endswith("\nnotes here, 20 steps\n\nsmall-scale notes\n") and "full-scale" not in md
 
     runs = tmp_path / "runs" / "mini" / "small"
     per_seed = {(row, s): json.loads((runs / row / f"seed-{s}" / "summary.json").read_text())["eval_after"]
@@ -186,3 +191,46 @@ def test_misspelled_override_names_row_and_key():
     table.rows["x"]["overrides"] = {"train.num_steps": "many"}
     with pytest.raises(SystemExit, match="train.num_steps"):
         reproduce.resolve(table, "x", 0)
+
+
+@pytest.mark.parametrize("scale", ["small", "full"])
+def test_declared_tables_render_notes(scale):
+    """Every committed table's notes file renders at both scales from the module's notes_values alone."""
+    for path in sorted((reproduce.ROOT / "configs" / "tables").glob("*.py")):
+        table = reproduce.load_table(path.stem).get_table(scale)
+        assert not hasattr(table, "notes"), path  # the notes live in tables/NAME.notes.md
+        notes = reproduce.table_notes(path.stem, scale, table.notes_values)
+        assert notes.count("**Scale.**") == 1 and "{" not in notes and "}" not in notes, (path.stem, scale)
+
+
+MEASURED = [r"\bp\s*[=<≤]\s*\d", r"claims? holds?", r"\d+ of \d+ claims", r"wall[ -]?time|min wall",
+            r"\d\s*(s|min|h)\b", r"\b20\d\d-\d\d-\d\d\b", r"\bmeasured\b", r"\bseed \d+: ", r"\bours gives\b"]
+
+
+def test_notes_and_table_modules_hold_no_measured_results():
+    """Notes files and table modules hold design prose and published numbers only: results, p-values, verdict
+    counts, timings and dated lab notes are the script's to compute."""
+    files = sorted((reproduce.ROOT / "tables").glob("*.notes.md"))
+    assert [f.name.split(".")[0] for f in files] == ["listwise", "madpo", "margin_mse", "tcm", "tram"]
+    for f in files + sorted((reproduce.ROOT / "configs" / "tables").glob("*.py")):
+        text = f.read_text()
+        for pattern in MEASURED:
+            assert not re.search(pattern, text, re.IGNORECASE), (f.name, pattern, re.search(pattern, text, re.I)[0])
+
+
+def test_notes_file_errors_name_the_path(tmp_path):
+    table = tmp_path / "t.py"
+    table.write_text("import types\n\ndef get_table(scale):\n    return types.SimpleNamespace(notes='x')\n")
+    with pytest.raises(SystemExit, match=f"no notes file {tmp_path / 't.notes.md'}"):
+        reproduce.table_notes(str(table), "small", {})
+    with pytest.raises(SystemExit, match="sets notes: hand-written notes live in .*t.notes.md"):
+        reproduce.main(["--table", str(table), "--workdir", str(tmp_path / "runs"), "--out", str(tmp_path)])
+    (tmp_path / "t.notes.md").write_text("common {steps}\n## small\nsmall\n")
+    with pytest.raises(SystemExit, match=r"t.notes.md: needs a '## small' and a '## full' section, has \['small'\]"):
+        reproduce.table_notes(str(table), "small", {"steps": 1})
+    (tmp_path / "t.notes.md").write_text("common {steps}\n## small\nsmall\n## full\nfull {lr}\n")
+    assert reproduce.table_notes(str(table), "small", {"steps": 1}) == "common 1\n\nsmall"
+    with pytest.raises(SystemExit, match=r"t.notes.md: placeholder \{lr\} is not in the table's notes_values"):
+        reproduce.table_notes(str(table), "full", {"steps": 1})
+    with pytest.raises(SystemExit, match="no notes file .*tables/no_such_table.notes.md"):
+        reproduce.table_notes("no_such_table", "small", {})

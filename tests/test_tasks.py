@@ -10,9 +10,9 @@ import pathlib
 import numpy as np
 import pytest
 
-from helpers import load_config
+from helpers import cache_entry, load_config, run_config
 from helpers import metric_rows as rows_of
-from ranking_jax import data, experiment, losses, metrics
+from ranking_jax import data, losses, metrics, models, objectives
 from ranking_jax.models import mlp_embedder
 
 
@@ -62,16 +62,19 @@ def test_mlp_embedder_matches_numpy_forward():
     assert model.out.kernel.get_metadata()["out_sharding"] == ("mlp", "embed")
 
 
-def test_metric_learning_objective_adds_tcm():
+def test_tcm_is_a_term_of_the_objective():
+    """``losses.multi_similarity_loss + losses.tcm_regularizer``: L = L_base + L_TCM (Zhang et al. 2024), the TCM
+    part equal to a NumPy TCM over the valid rows; each term is reported beside the total."""
     rng = np.random.default_rng(1)
     emb = rng.normal(size=(8, 4)).astype(np.float32)
     batch = {"class_labels": np.array([0, 0, 1, 1, 2, 2, 0, -1], np.int32), "mask": np.arange(8) < 7}
-    base = losses.multi_similarity_loss
-    plain = experiment.metric_learning_objective(base, tcm={"weight": 0.0, "m_pos": 0.9})(emb, batch)
-    with_tcm = experiment.metric_learning_objective(base, tcm={"weight": 1.0})(emb, batch)
-    expected_base = base(emb, batch["class_labels"], where=batch["mask"])
+    plain, _ = objectives.parse("losses.multi_similarity_loss")({"embeddings": emb}, batch)
+    total, terms = objectives.parse("losses.multi_similarity_loss + losses.tcm_regularizer(m_pos=0.9)")(
+        {"embeddings": emb}, batch)
+    expected_base = losses.multi_similarity_loss(emb, batch["class_labels"], where=batch["mask"])
     np.testing.assert_allclose(plain, expected_base, rtol=1e-6)
-    np.testing.assert_allclose(with_tcm - plain, np_tcm(emb[:7], batch["class_labels"][:7]), rtol=1e-5)
+    np.testing.assert_allclose(total - plain, np_tcm(emb[:7], batch["class_labels"][:7]), rtol=1e-5)
+    np.testing.assert_allclose(terms["tcm_regularizer"], total - plain, rtol=1e-5)
 
 
 def test_preference_pairs_is_cls_prompt_sep_response_sep(tmp_path):
@@ -103,7 +106,7 @@ def test_metric_learning_runlocal(tmp_path):
 
     config = load_config("metric_learning", "runlocal,tcm")
     config.data.cache_dir = str(tmp_path / "cache")
-    summary = experiment.run_one(config, tmp_path / "run", progress=False)
+    summary = run_config(config, tmp_path / "run")
     train = check_train_rows(tmp_path / "run")
 
     # Evaluation before training: NumPy Recall@k of the initial model's embeddings of the held-out digits 5-9.
@@ -113,7 +116,7 @@ def test_metric_learning_runlocal(tmp_path):
                                                              replace=False))
     images = digits.images[test_rows[keep]].reshape(len(keep), -1).astype(np.float32) / 16.0
     labels = digits.target[test_rows[keep]]
-    model = experiment.build_model(config)
+    model = models.from_config(config.model, seed=config.seed)
     emb0 = np.asarray(model({"images": images}))
     before = summary["eval_before"]
     for k in (1, 2, 4, 8):
@@ -132,7 +135,7 @@ def test_metric_learning_runlocal(tmp_path):
 
     # Step 1's loss: multi-similarity + TCM (by hand) of the initial model on the first m-per-class batch.
     src = data.prepare(data.ImageClasses, config="digits",
-                       data_dir=experiment.data_cache(config, "image_classes-digits-")).as_data_source()
+                       data_dir=cache_entry(config, "image_classes")).as_data_source()
     first = data.image_pipeline(src["train"], batch_size=config.data.batch_size, train=True, seed=config.seed,
                                 max_value=16, classes_per_batch=config.data.classes_per_batch)[0]
     assert len(np.unique(first["class_labels"])) == config.data.classes_per_batch
@@ -143,9 +146,10 @@ def test_metric_learning_runlocal(tmp_path):
 
 def test_metric_learning_refuses_tram(tmp_path):
     config = load_config("metric_learning", "runlocal")
+    config.data.cache_dir = str(tmp_path / "cache")
     config.optimizer.name = "tram"
-    with pytest.raises(ValueError, match="tram"):
-        experiment.metric_learning_task(config, tmp_path, None, None)
+    with pytest.raises(ValueError, match="tram.*list scores.*mlp_embedder"):
+        run_config(config, tmp_path / "run")
 
 
 # --------------------------------------------------------------------------------------- preference
@@ -160,9 +164,9 @@ def initial_scores(pref_cache):
     config = load_config("preference", "runlocal")
     config.data.cache_dir = str(pref_cache)
     from ranking_jax.data import chatterbot
-    folder = chatterbot.write_preferences(experiment.data_cache(config, "chatterbot-preferences|"))
+    folder = chatterbot.write_preferences(pref_cache / "hand")
     pairs = [json.loads(line) for line in (folder / "test.jsonl").read_text().splitlines()]
-    return hand_scores(experiment.build_model(config), pairs, config)
+    return hand_scores(models.from_config(config.model, seed=config.seed), pairs, config)
 
 
 def hand_scores(model, pairs: list[dict], config) -> np.ndarray:
@@ -185,7 +189,7 @@ def hand_scores(model, pairs: list[dict], config) -> np.ndarray:
 def test_preference_bradley_terry_runlocal(tmp_path, pref_cache, initial_scores):
     config = load_config("preference", "runlocal")
     config.data.cache_dir = str(pref_cache)
-    summary = experiment.run_one(config, tmp_path / "run", progress=False)
+    summary = run_config(config, tmp_path / "run")
     check_train_rows(tmp_path / "run")
     s = initial_scores
     assert len(s) == 214
@@ -198,7 +202,7 @@ def test_preference_bradley_terry_runlocal(tmp_path, pref_cache, initial_scores)
 def test_preference_dpo_runlocal(tmp_path, pref_cache, initial_scores):
     config = load_config("preference", "runlocal,dpo")
     config.data.cache_dir = str(pref_cache)
-    summary = experiment.run_one(config, tmp_path / "run", progress=False)
+    summary = run_config(config, tmp_path / "run")
     train = check_train_rows(tmp_path / "run")
     # Policy == reference at step 0 (dropout off): delta = 0, so -log sigmoid(0) = log 2 on every pair.
     assert train[0]["loss"] == pytest.approx(math.log(2.0), abs=1e-6)
@@ -209,12 +213,13 @@ def test_preference_dpo_runlocal(tmp_path, pref_cache, initial_scores):
     assert np.isfinite(summary["eval_after"]["preference/loss"])
 
 
-def test_preference_loss_inputs_must_exist(tmp_path, pref_cache):
-    config = load_config("preference", "runlocal")
+def test_a_loss_reading_reward_scores_needs_a_reward_model(tmp_path, pref_cache):
+    """MADPO's view reads chosen_score / rejected_score; without a reward model the task says how to get them."""
+    config = load_config("preference", "runlocal,madpo")
     config.data.cache_dir = str(pref_cache)
-    config.loss_inputs.chosen_rewards = "chosen_score"
-    with pytest.raises(ValueError, match="reward_model"):
-        experiment.preference_task(config, tmp_path, None, None)
+    config.data.reward_model = ""
+    with pytest.raises(ValueError, match="madpo_loss.*chosen_score.*reward_model"):
+        run_config(config, tmp_path / "run")
 
 
 # ------------------------------------------------------------- policy data, trained reward model, policy evaluator
@@ -262,28 +267,27 @@ def test_trained_reward_model_scores_and_policy_evaluator(tmp_path, pref_cache):
     """A Bradley-Terry run exports its cross-encoder; MADPO's data gets that model's scores (checked against the
     exported model on hand-tokenized pairs) and the policy evaluator equals a NumPy softmax policy over the
     initial model's hand-computed candidate scores."""
-    from ranking_jax import sharding
+    from ranking_jax import sharding, tasks
     from ranking_jax.models import cross_encoder
     tier = policy_tier(tmp_path, train=120, test=40, sets=12)
     rm_config = load_config("preference", "runlocal")
     rm_config.data.update({"cache_dir": str(pref_cache), "manual_dir": str(tier)})
     rm_config.export_dir = "rm"
-    experiment.run_one(rm_config, tmp_path / "rm", progress=False)
+    run_config(rm_config, tmp_path / "rm")
 
     config = load_config("preference", "runlocal,madpo")
     config.data.update({"cache_dir": str(pref_cache), "manual_dir": str(tier),
                         "reward_model": str(tmp_path / "rm" / "rm")})
     mesh = sharding.make_mesh(config.mesh)
     (tmp_path / "madpo").mkdir()
-    task = experiment.preference_task(config, tmp_path / "madpo", mesh, experiment.rules_from(config))
+    task = tasks.preference.preference(config, objectives.parse(config.loss),
+                                       tasks.Context(tmp_path / "madpo", mesh, sharding.rules(config.sharding_rules)))
     batch = next(iter(task.train_data))
     train = [json.loads(line) for line in (tier / "train.jsonl").read_text().splitlines()]
     by_pair = {(r["prompt"], r["chosen"], r["rejected"]): r for r in train}
     rm = cross_encoder(pretrained=tmp_path / "rm" / "rm")
     expected = hand_scores(rm, train[:16], config)
-    rm_dir = tmp_path / "rm" / "rm"
-    version = (rm_dir / "model.safetensors").stat().st_mtime_ns
-    copy = experiment.data_cache(config, f"scored|{tier.resolve()}|{rm_dir}|{version}") / "train.jsonl"
+    copy = cache_entry(config, "scored-preferences", tier) / "train.jsonl"
     scored = [json.loads(line) for line in copy.read_text().splitlines()]
     assert [(r["prompt"], r["chosen"], r["rejected"]) for r in scored] == list(by_pair)
     np.testing.assert_allclose([[r["chosen_score"], r["rejected_score"]] for r in scored[:16]], expected,
@@ -291,7 +295,7 @@ def test_trained_reward_model_scores_and_policy_evaluator(tmp_path, pref_cache):
     assert batch["chosen_score"].shape == (config.data.batch_size,)
 
     sets = [json.loads(line) for line in (tier / "candidates_test.jsonl").read_text().splitlines()]
-    model = experiment.build_model(config)
+    model = models.from_config(config.model, seed=config.seed)
     flat = [{"prompt": o["prompt"], "chosen": y, "rejected": y} for o in sets for y in o["responses"]]
     s = hand_scores(model, flat, config)[:, 0]
     expected_reward, greedy = [], []
@@ -319,13 +323,13 @@ def test_frozen_feature_policy_and_exported_mlp_reward_model(tmp_path, pref_cach
     rm_config = load_config("preference", "runlocal,features")
     rm_config.data.update({"cache_dir": str(pref_cache), "manual_dir": str(tier)})
     rm_config.export_dir = "rm"
-    experiment.run_one(rm_config, tmp_path / "rm", progress=False)
+    run_config(rm_config, tmp_path / "rm")
     assert (tmp_path / "rm" / "rm" / "params.npz").exists()
 
     config = load_config("preference", "runlocal,madpo,features")
     config.data.update({"cache_dir": str(pref_cache), "manual_dir": str(tier),
                         "reward_model": str(tmp_path / "rm" / "rm")})
-    summary = experiment.run_one(config, tmp_path / "madpo", progress=False)
+    summary = run_config(config, tmp_path / "madpo")
     assert set(summary["eval_after"]) >= {"policy/expected_reward", "preference/accuracy"}
 
     train = [json.loads(line) for line in (tier / "train.jsonl").read_text().splitlines()]
@@ -334,13 +338,13 @@ def test_frozen_feature_policy_and_exported_mlp_reward_model(tmp_path, pref_cach
         sorted({r[k] for r in train for k in ("prompt", "chosen", "rejected")})))}
     feats = np.stack([np.stack([np.concatenate([e[r["prompt"]], e[r[s]], e[r["prompt"]] * e[r[s]]])
                                 for s in ("chosen", "rejected")]) for r in train])
-    np.testing.assert_allclose(experiment.sentence_features(config, train), feats, atol=1e-6)
-    rm, family = experiment.load_exported(tmp_path / "rm" / "rm")
+    from ranking_jax.tasks.distillation import load_exported
+    from ranking_jax.tasks.rewards import sentence_features
+    np.testing.assert_allclose(sentence_features(config, train), feats, atol=1e-6)
+    rm, family = load_exported(tmp_path / "rm" / "rm")
     assert family == rm_config.model.name
     expected = np.asarray(rm({"features": feats}), np.float64)
-    weights = tmp_path / "rm" / "rm" / "params.npz"
-    copy = experiment.data_cache(config, f"scored|{tier.resolve()}|{tmp_path / 'rm' / 'rm'}|"
-                                         f"{weights.stat().st_mtime_ns}") / "train.jsonl"
+    copy = cache_entry(config, "scored-preferences", tier) / "train.jsonl"
     scored = [json.loads(line) for line in copy.read_text().splitlines()]
     np.testing.assert_allclose([[r["chosen_score"], r["rejected_score"]] for r in scored], expected,
                                rtol=1e-5, atol=1e-6)

@@ -8,7 +8,7 @@ import pytest
 from flax import nnx
 
 from helpers import metric_rows
-from ranking_jax import sharding, train
+from ranking_jax import grads, objectives, sharding, train
 from ranking_jax.models.mlp import MlpRanker
 
 RULES = sharding.DEFAULT_RULES
@@ -53,31 +53,35 @@ def _model(seed=0):
         return train.split_model(MlpRanker(5, hidden=(16, 8), dropout=0.0, rngs=nnx.Rngs(seed)))
 
 
+OBJECTIVE = objectives.Objective.of(softmax_ce)
+SCHEDULE_KEYS = ("log_every", "eval_every", "checkpoint_every", "eval_before", "accum_steps")
+
+
 def _run(tmp_path, steps, *, data=None, log_every=1, **kw):
     model, params = _model()
     mesh = sharding.make_mesh([("data", -1), ("model", 2)])
+    schedule = train.Schedule(num_steps=steps, log_every=log_every,
+                              **{k: kw.pop(k) for k in SCHEDULE_KEYS if k in kw})
     return train.train_and_evaluate(
-        workdir=tmp_path, model=model, params=params, tx=optax.adam(1e-2),
-        loss_fn=train.make_loss_fn(model, softmax_ce), train_data=data or SyntheticLists(), mesh=mesh,
-        rules=RULES, num_steps=steps, log_every=log_every, progress=False, **kw)
+        workdir=tmp_path, model=model, params=params, tx=optax.adam(1e-2), objective=OBJECTIVE,
+        data=data or SyntheticLists(), mesh=mesh, rules=RULES, schedule=schedule, progress=False, **kw)
 
 
 def test_train_step_equals_manual_optax_loop():
     model, params = _model()
-    loss_fn = train.make_loss_fn(model, softmax_ce)
     # SGD with momentum: Adam would turn the float noise of the output bias's zero gradient (softmax is
     # shift-invariant) into full-size steps.
     tx = optax.sgd(0.1, momentum=0.9)
     mesh = sharding.make_mesh([("data", 4), ("model", 2)])
     state = train.init_state(params, tx, 0, mesh, RULES)
-    step = train.make_train_step(loss_fn, tx, shardings=train.state_shardings(state))
+    step = train.make_train_step(model, OBJECTIVE, tx, shardings=train.state_shardings(state))
     data = SyntheticLists()
     ref_params, ref_opt = params, tx.init(params)
-    rng = jax.random.key(0)
     for i in range(3):
         b = next(data)
-        state, m = step(state, sharding.shard_batch(b, mesh))
-        (loss, _), g = jax.value_and_grad(loss_fn, has_aux=True)(ref_params, jax.tree.map(jnp.asarray, b), rng)
+        state, m = step(state, sharding.shard_batch(b, mesh), None)
+        loss, g = jax.value_and_grad(lambda p: softmax_ce(model.merge(p)(jax.tree.map(jnp.asarray, b)),
+                                                          b["labels"], where=b["mask"]))(ref_params)
         upd, ref_opt = tx.update(g, ref_opt, ref_params)
         ref_params = optax.apply_updates(ref_params, upd)
         np.testing.assert_allclose(float(m["loss"]), float(loss), rtol=1e-5)
@@ -90,13 +94,12 @@ def test_train_step_equals_manual_optax_loop():
 
 def test_gradient_accumulation_equals_full_batch():
     model, params = _model()
-    loss_fn = train.make_loss_fn(model, softmax_ce)
     batch = jax.tree.map(jnp.asarray, next(SyntheticLists(batch=8)))
     batch["mask"] = jnp.ones_like(batch["mask"])  # equal valid lists per micro-batch: mean of means = mean
-    full = jax.value_and_grad(loss_fn, has_aux=True)(params, batch, jax.random.key(0))
-    acc = train.accumulated_value_and_grad(loss_fn, 4)(params, batch, jax.random.key(0))
+    full = grads.make_value_and_grad(model, OBJECTIVE)(params, batch, jax.random.key(0))
+    acc = grads.make_value_and_grad(model, OBJECTIVE, accum_steps=4)(params, batch, jax.random.key(0))
     np.testing.assert_allclose(float(acc[0][0]), float(full[0][0]), rtol=1e-6)
-    np.testing.assert_allclose(np.asarray(acc[0][1]), np.asarray(full[0][1]), atol=1e-6)  # f32, other shapes
+    np.testing.assert_allclose(np.asarray(acc[0][1]["scores"]), np.asarray(full[0][1]["scores"]), atol=1e-6)
     for a, b in zip(jax.tree.leaves(acc[1]), jax.tree.leaves(full[1])):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-6)
 

@@ -1,5 +1,5 @@
 """ranking_jax.metrics.trec and ``python -m ranking_jax.evaluate`` against ir-measures over pytrec_eval
-(trec_eval semantics, ties included) on random TREC qrels/run files."""
+(trec_eval semantics, ties included) on random TREC qrels/run files (read and written by ranking_jax.data.formats)."""
 
 import json
 import pathlib
@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from ranking_jax import evaluate as cli
+from ranking_jax.data import formats
 from ranking_jax.metrics import trec
 
 MEASURES = ["nDCG", "nDCG@5", "nDCG@10", "AP", "AP@5", "P@5", "P@10", "R@5", "R@20", "RR", "P(rel=2)@5",
@@ -78,6 +79,15 @@ def test_ties_break_by_docno_descending():
     assert trec.evaluate(qrels, run, "RR@10")["RR@10"] == 1.0
 
 
+def test_evaluation_order_is_the_run_file_order(tmp_path):
+    """trec's ranking (kept private so that evaluation imports nothing from data) equals formats.ranked, which
+    fixes the order of the run files; both are trec_eval's."""
+    _, run = _random_case(3)
+    for docs in run.values():
+        assert trec._trec_order(docs) == formats.ranked(docs)
+    assert formats.ranked({"d1": 1.0, "d10": 1.0, "D2": 1.0, "d2": 2.0, "x": -1.0}) == ["d2", "d10", "d1", "D2", "x"]
+
+
 def test_rr_at_k_equals_ir_measures_without_ties():
     qrels, run = _random_case(5)
     run = {q: {d: s + 1e-3 * i for i, (d, s) in enumerate(docs.items())} for q, docs in run.items()}
@@ -101,9 +111,9 @@ def test_files_round_trip_and_cli(tmp_path, capsys):
     qrels, run = _random_case(7)
     qrels_path = _write_qrels(tmp_path / "qrels.txt", qrels)
     run_path = tmp_path / "run.txt"
-    trec.write_run(run_path, run, tag="test")
-    assert trec.read_qrels(qrels_path) == qrels
-    assert trec.read_run(run_path) == run
+    assert formats.write_run(run_path, run, tag="test") == run_path
+    assert formats.read_qrels(qrels_path) == qrels
+    assert formats.read_run(run_path) == run
     lines = [line.split() for line in run_path.read_text().splitlines() if line.startswith("q0 ")]
     ranked = [(-run["q0"][d], d) for _, _, d, _, _, _ in lines]
     # File order is trec_eval's: score descending, then doc id descending; ranks 1..n.
@@ -139,14 +149,15 @@ def test_module_entry_point(tmp_path):
     ("qrels", ["q1 0 d1 1", "q1 0 d2 1 extra"], 2, "qrels"),
     ("qrels", ["q1 0 d1 1", "q1 0 d2 1", "q1 0 d3 high"], 3, "integer relevance"),
     ("qrels", ["q1 0 d1 1", "q1 0 d1 2"], 2, "already judged at line 1"),
-    ("run", ["q1 Q0 d1 1 0.5 t", "q1 Q0 d2 2 0.4"], 2, "QUERY_ID Q0 DOC_ID RANK SCORE TAG"),
-    ("run", ["q1 Q0 d1 1 abc t"], 1, "numeric SCORE"),
+    ("qrels", ["q1 0 d1 1.0", "q1 0 d2 1"], 1, "integer relevance"),
+    ("run", ["q1 Q0 d1 1 0.5 t", "q1 Q0 d2 2 0.4"], 2, "'qid Q0 docid rank score tag'"),
+    ("run", ["q1 Q0 d1 1 abc t"], 1, "numeric score"),
     ("run", ["q1 Q0 d1 1 nan t"], 1, "not NaN"),
     ("run", ["q1 Q0 d1 1 0.5 t", "", "q1 Q0 d1 2 0.4 t"], 3, "already listed at line 1"),
 ])
 def test_malformed_lines_name_file_and_line(tmp_path, capsys, kind, lines, line, message):
     path = _write(tmp_path / f"{kind}.txt", lines)
-    reader = trec.read_qrels if kind == "qrels" else trec.read_run
+    reader = formats.read_qrels if kind == "qrels" else formats.read_run
     with pytest.raises(ValueError, match=message) as info:
         reader(path)
     assert f"{path}:{line}:" in str(info.value)

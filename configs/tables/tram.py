@@ -39,53 +39,6 @@ The same ordering holds for GPT-2 on M2D2 (zero-shot perplexity, S2ORC: Adam 27.
 TRAM-θ_{t−1} 26.2) and ViT-B/16 transfer. Defaults (App. B): SAM ρ = 0.05, ASAM ρ = 0.5, Adam (0.9, 0.99).
 """
 
-NOTES = """
-**What is the same.** The optimizers: SAM (ρ = 0.05) and ASAM (ρ = 0.5, η = 0.01) around the same base
-optimizer, and TRAM per Eq. 7 (ASAM's ascent with the radius replaced by the trust-region distance
-d = KL(p(target) ‖ p(θ_t)) over each query's candidate list, not clipped), with the paper's three targets:
-θ_{{t−1}} (previous step), θ₀ (the pre-trained model) and x + z (noised input embeddings, z ~ N(0, 0.1²), the σ
-the paper gives for R3F; z is drawn per embedding-table row, so a token repeated within a batch shares it).
-TRAM-Fisher is not run (Eq. 8 has no damping term; see ``ranking_jax.optim.tram``). The protocol: fine-tune
-a pre-trained model on one domain and measure in-domain and zero-shot out-of-domain quality. **What differs.**
-The task is ranking (nDCG@10), not NLI accuracy: the model is all-MiniLM-L6-v2 as a bi-encoder; the training
-domain is ChatterBot's 586 training questions (short conversational answers); the zero-shot domains are
-SciFact (scientific claims → abstracts) and Cranfield (aeronautics queries → abstracts). The base optimizer is
-AdamW (weight decay 0.01, β = (0.9, 0.999)) rather than Adam (0.9, 0.99). Dropout is off in every row, so TRAM's d
-measures only the change of parameters (or inputs), not dropout noise. Budget at this scale: {steps} steps of
-8 questions × 4 candidates (about {epochs:.1f} epochs), learning rate {lr:g} (10 warm-up steps, linear decay to 0),
-texts cut to {length} tokens, evaluation by re-ranking BM25's top {depth} for {queries} held-out queries per
-collection (the same queries for every seed), {seeds} seeds (the batches change with the seed; the weights are
-the same pre-trained ones). SAM and ASAM cost 2 forward/backward passes per step and TRAM 3 forward / 2
-backward, so at equal steps they use about 2× and 2.5× Adam's compute. Paired tests: per query, nDCG@10
-averaged over the seeds.
-"""
-
-MEASURED_SMALL = """
-**Measured at this scale (2026-12-01, 25 steps).** Fine-tuning on ChatterBot costs SciFact zero-shot nDCG@10
-0.008–0.018 against the pre-trained model in every row (the forgetting TRAM is meant to limit) and leaves
-Cranfield within 0.003; in domain, re-ranking BM25's top 10 barely moves (ChatterBot's answer is often not among
-BM25's candidates). Two claims hold: TRAM-θ_{t−1} and TRAM-θ₀ beat ASAM zero-shot on SciFact (+0.010, p = 0.036
-and 0.034). They hold because ASAM loses to AdamW there (−0.010, p = 0.036, significantly reversed), not
-because TRAM beats AdamW: TRAM-θ_{t−1} ranks every query exactly as AdamW does (its d_t, the KL between two
-consecutive steps' score distributions over 4 candidates, has median 3.7e-4, about 1,350 times smaller than
-ASAM's ρ = 0.5, so its ascent step is negligible), and TRAM-θ₀ (median d_t 0.12, growing with the distance
-from the pre-trained model) ends within 0.0006 of AdamW in every column. On SciFact TRAM-x (σ = 0.1; median d_t
-0.79, above ASAM's ρ) behaves like ASAM. So at this scale the trust region helps by shrinking ASAM's ascent, and
-none of the claims against AdamW holds; on Cranfield and in domain no difference is significant. The two SciFact
-results are borderline: the previous version of this table (30 steps, same seeds and queries) had the same signs, +0.007 and
-+0.009, at p = 0.21 and 0.13. The paper publishes no d values, and its released code rescales d by a tuned
-``logit_scale`` (here ``optimizer.tram.scale``), which this table leaves at 1 rather than tune it per method.
-Cost: the invocation that ran all 19 runs, from empty data and compilation caches, took 49.7 min of wall time
-(the runs' own times sum to 49.6 min). With compilation cached (seeds 1 and 2), AdamW trained its 25 steps in
-54–55 s, SAM and ASAM in 2.0–2.1× that and TRAM in 2.3–2.5×; each run's evaluation of the 3 collections took
-26–29 s and its data 8–9 s (each run's ``summary.json``). The previous version (30 steps, every query's
-candidate list encoded with its query) took 56–62 min and did not fit the 60-minute budget reliably; this one
-re-ranks from embeddings, each distinct query and document encoded once (evaluation 38–48 s → 26–29 s per run),
-reads each split once, and trains 25 steps instead of 30. These runs predate the encoder change of 2026-12-01
-(attention normalized after the value product); re-run after it, AdamW at seed 1 reproduced every per-query
-nDCG@10 on the 3 collections exactly, and the other 18 runs were not repeated.
-"""
-
 
 def get_table(scale: str = "small") -> types.SimpleNamespace:
     full = scale == "full"
@@ -101,8 +54,9 @@ def get_table(scale: str = "small") -> types.SimpleNamespace:
     t = types.SimpleNamespace()
     t.title = "TRAM vs Adam, SAM and ASAM: in-domain and zero-shot nDCG@10 of a fine-tuned MiniLM bi-encoder"
     t.paper = PAPER
-    t.notes = NOTES.format(steps=steps, epochs=steps * 8 / 586, lr=lr, length=length, depth=depth,
-                           queries=queries or "all", seeds=len(seeds)) + ("" if full else MEASURED_SMALL)
+    # the {placeholders} of tables/tram.notes.md, the table's hand-written notes
+    t.notes_values = dict(steps=steps, epochs=steps * 8 / 586, lr=lr, length=length, depth=depth,
+                          queries=queries or "all", seeds=len(seeds))
     t.seeds = seeds
     t.rows = {"pretrained": {"config": "configs/bi_encoder.py", "seeds": seeds[:1],
                              "overrides": {**base, "train.num_steps": 0, "train.checkpoint_every": 0,

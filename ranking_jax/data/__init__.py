@@ -13,17 +13,18 @@
 from ranking_jax.data._tfds import find_source, prepare
 from ranking_jax.data.beir import Beir, BeirConfig
 from ranking_jax.data.bm25 import BM25, LUCENE_STOPWORDS, analyzer
-from ranking_jax.data.formats import (DataFormatError, IdIndex, Skipped, read_idx, read_jsonl, read_qrels, read_run,
-                                      read_svmlight, read_tsv, write_run)
+from ranking_jax.data.encoding import bucket, encode_rows, trim_padding
+from ranking_jax.data.formats import (DataFormatError, IdIndex, Skipped, ranked, read_idx, read_jsonl, read_qrels,
+                                      read_qrels_lines, read_run, read_svmlight, read_tsv, write_run)
 from ranking_jax.data.images import ImageClasses, ImageClassesConfig, read_fashion_mnist
 from ranking_jax.data.letor import NORMALIZATIONS, Letor, LetorConfig, normalize
 from ranking_jax.data.lists import (Texts, candidates_from_run, candidates_from_search, candidates_from_split,
-                                    eval_lists, hard_negative_triples, id_list, ids_and_texts, ids_of, qrels_from_split,
+                                    eval_lists, hard_negative_triples, id_list, ids_and_texts, qrels_from_split,
                                     sample_training_list, teacher_lists, texts, train_lists)
 from ranking_jax.data.msmarco import TEACHER_COLUMNS, MsmarcoPassage, read_teacher_triples, write_teacher_triples
 from ranking_jax.data.pipeline import (TEXT_FAMILIES, Batches, Pipeline, image_pipeline, letor_pipeline,
                                        letor_records, preference_pairs, preference_pipeline, stack_lists,
-                                       text_pipeline, trim_padding)
+                                       text_pipeline)
 from ranking_jax.data.preference import Preference, PreferenceConfig
 from ranking_jax.data.tokenize import TextTokenizer, TokenTable
 
@@ -32,15 +33,17 @@ __all__ = [
     "prepare", "find_source", "Beir", "BeirConfig", "MsmarcoPassage", "Letor", "LetorConfig", "Preference",
     "PreferenceConfig", "ImageClasses", "ImageClassesConfig", "read_fashion_mnist",
     # file formats
-    "DataFormatError", "IdIndex", "Skipped", "read_idx", "read_jsonl", "read_qrels", "read_run", "read_svmlight",
-    "read_tsv", "write_run", "read_teacher_triples", "write_teacher_triples", "TEACHER_COLUMNS",
+    "DataFormatError", "IdIndex", "Skipped", "read_idx", "read_jsonl", "read_qrels", "read_qrels_lines", "read_run",
+    "ranked", "read_svmlight", "read_tsv", "write_run", "read_teacher_triples", "write_teacher_triples",
+    "TEACHER_COLUMNS",
     # lists
-    "Texts", "texts", "ids_of", "id_list", "ids_and_texts", "qrels_from_split", "candidates_from_run",
+    "Texts", "texts", "id_list", "ids_and_texts", "qrels_from_split", "candidates_from_run",
     "candidates_from_search", "candidates_from_split", "eval_lists", "train_lists", "hard_negative_triples",
     "sample_training_list", "teacher_lists",
     # pipelines
     "Pipeline", "Batches", "text_pipeline", "letor_pipeline", "letor_records", "image_pipeline",
-    "preference_pipeline", "preference_pairs", "stack_lists", "trim_padding", "TEXT_FAMILIES", "normalize", "NORMALIZATIONS",
+    "preference_pipeline", "preference_pairs", "stack_lists", "trim_padding", "bucket", "encode_rows", "TEXT_FAMILIES", "normalize",
+    "NORMALIZATIONS",
     # tokenization, first stage
     "TextTokenizer", "TokenTable", "BM25", "analyzer", "LUCENE_STOPWORDS",
 ]

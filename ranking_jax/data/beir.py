@@ -119,7 +119,7 @@ def read_ids(path) -> formats.IdIndex:
 
 def group_qrels(path, *, queries: formats.IdIndex, docs: formats.IdIndex) -> tuple[list[dict], dict[str, int]]:
     """Groups a qrels file by query (first-appearance order) into list examples; returns (lists, skipped)."""
-    return group_by_query(formats.read_qrels(path), source=str(path), queries=queries, docs=docs, field="labels")
+    return group_by_query(formats.read_qrels_lines(path), source=str(path), queries=queries, docs=docs, field="labels")
 
 
 def group_by_query(rows, *, source: str, queries: formats.IdIndex, docs: formats.IdIndex,

@@ -24,7 +24,7 @@ VERSION = "1.3.3"
 INSTALL = f"pip install --no-deps {PACKAGE}=={VERSION}"
 
 
-def _english_dir() -> pathlib.Path:
+def english_dir() -> pathlib.Path:
     try:
         import chatterbot_corpus
     except ImportError:
@@ -38,9 +38,9 @@ def _exchanges():
     order; the category is the YAML file's name."""
     import yaml
 
-    files = sorted(glob.glob(str(_english_dir() / "*.yml")))
+    files = sorted(glob.glob(str(english_dir() / "*.yml")))
     if not files:
-        raise FileNotFoundError(f"no *.yml in {_english_dir()}; reinstall with {INSTALL} --force-reinstall")
+        raise FileNotFoundError(f"no *.yml in {english_dir()}; reinstall with {INSTALL} --force-reinstall")
     for path in files:
         for i, conv in enumerate(yaml.safe_load(open(path, encoding="utf-8"))["conversations"]):
             if len(conv) < 2:

@@ -3,6 +3,9 @@
 Formats: BEIR ``corpus.jsonl``/``queries.jsonl`` (``{"_id", "title", "text"}``), qrels (BEIR
 ``query-id<TAB>corpus-id<TAB>score`` with a header, or TREC ``qid 0 docid rel``), TREC run files
 (``qid Q0 docid rank score tag``), MS MARCO TSVs, SVMlight/LETOR (``label qid:N i:v ...``), IDX images.
+This module owns qrels and run files: :func:`read_qrels` / :func:`read_run` give ``{qid: {docid: value}}``,
+:func:`write_run` writes that form in trec_eval's order (:func:`ranked`); :mod:`ranking_jax.metrics.trec` only
+evaluates such dicts.
 A malformed line raises :class:`DataFormatError` naming ``file:line``, what was expected and what was
 found. Rows that are left out on purpose (e.g. qrels whose ids are not in the corpus) go through
 :class:`Skipped`, which counts them by reason and logs the counts: nothing is dropped silently.
@@ -14,15 +17,16 @@ import collections
 import gzip
 import json
 import logging
+import math
 import os
 import pathlib
 import struct
-from typing import Iterable, Iterator, Sequence
+from typing import Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
-__all__ = ["DataFormatError", "Skipped", "IdIndex", "open_text", "read_jsonl", "read_qrels", "read_run",
-           "write_run", "read_tsv", "read_svmlight", "read_idx"]
+__all__ = ["DataFormatError", "Skipped", "IdIndex", "open_text", "read_jsonl", "read_qrels", "read_qrels_lines",
+           "read_run", "ranked", "write_run", "read_tsv", "read_svmlight", "read_idx"]
 
 log = logging.getLogger(__name__)
 PathLike = str | os.PathLike
@@ -134,54 +138,116 @@ def read_jsonl(path: PathLike, *, required: Sequence[str] = ("_id",)) -> Iterato
         yield n, obj
 
 
-def read_qrels(path: PathLike) -> Iterator[tuple[int, str, str, int]]:
-    """Yields ``(line_number, query_id, doc_id, relevance)``.
+_BEIR_HEADER = ["query-id", "corpus-id", "score"]
+_QRELS_FORMAT = ("4 whitespace-separated columns 'qid iteration docid relevance' (TREC) or 3 tab-separated columns "
+                 "'query-id corpus-id score' (BEIR)")
+_RUN_FORMAT = "6 whitespace-separated columns 'qid Q0 docid rank score tag' with a numeric score"
 
-    Accepts BEIR qrels (``query-id<TAB>corpus-id<TAB>score``, optional header on line 1) and TREC qrels
-    (``qid iteration docid relevance``, whitespace-separated).
+
+def _qrels_columns(path: PathLike, n: int, line: str) -> list[str]:
+    """The columns of a qrels line, split on any whitespace (ids never contain whitespace).
+
+    A line with 3 tab-separated fields, one of which holds a space, is ambiguous (a BEIR id with a space, or a
+    TREC line mixing tabs and spaces): it raises rather than guess which columns are ids.
+    """
+    cols = line.split()
+    tabbed = line.strip().split("\t")
+    if len(tabbed) == 3 and len(cols) != 3:
+        raise DataFormatError(path, n, f"{_QRELS_FORMAT}, not tabs and spaces mixed (a field holds whitespace, and "
+                              "ids cannot); separate the columns with tabs only or spaces only", line)
+    if len(cols) not in (3, 4):
+        raise DataFormatError(path, n, _QRELS_FORMAT, line)
+    return cols
+
+
+def read_qrels_lines(path: PathLike) -> Iterator[tuple[int, str, str, int]]:
+    """Yields ``(line_number, query_id, doc_id, relevance)`` of a qrels file (``.gz`` accepted).
+
+    Accepts BEIR qrels (``query-id<TAB>corpus-id<TAB>score``; line 1 is skipped only when it is exactly that
+    header) and TREC qrels (``qid iteration docid relevance``). Relevance must be an integer, as in trec_eval;
+    any other line raises :class:`DataFormatError`. Repeated judgments are yielded as they come.
     """
     for n, line in _lines(path):
-        cols = line.split("\t") if "\t" in line else line.split()
-        if len(cols) == 4:
-            qid, _, did, rel = cols
-        elif len(cols) == 3:
-            qid, did, rel = cols
-        else:
-            raise DataFormatError(path, n, "3 tab-separated columns 'query-id corpus-id score' (BEIR) or 4 columns "
-                                  "'qid iteration docid relevance' (TREC)", line)
+        if n == 1 and [c.strip().lower() for c in line.lstrip("\ufeff").split("\t")] == _BEIR_HEADER:
+            continue
+        cols = _qrels_columns(path, n, line)
+        qid, did, rel = (cols[0], cols[2], cols[3]) if len(cols) == 4 else cols
         try:
             relevance = int(rel)
         except ValueError:
-            if n == 1:  # header line, e.g. "query-id\tcorpus-id\tscore"
-                continue
-            raise DataFormatError(path, n, "an integer relevance in the last column", line) from None
-        yield n, qid.strip(), did.strip(), relevance
+            header = " (line 1 is skipped only when it is the BEIR header 'query-id<TAB>corpus-id<TAB>score')"
+            raise DataFormatError(path, n, f"an integer relevance in the last column, not {rel!r} (trec_eval reads "
+                                  f"integer relevance){header if n == 1 else ''}", line) from None
+        yield n, qid, did, relevance
 
 
-def read_run(path: PathLike) -> dict[str, list[tuple[str, float]]]:
-    """Reads a TREC run file into ``{qid: [(docid, score), ...]}`` ordered by rank (ascending)."""
-    run: dict[str, list[tuple[int, str, float]]] = collections.defaultdict(list)
+def _by_query(records: Iterable[tuple[int, str, str, float]], path: PathLike, rule: str,
+              verb: str) -> dict[str, dict[str, float]]:
+    """``{query_id: {doc_id: value}}`` of ``(line, query_id, doc_id, value)`` records; a second record of one
+    (query, document) raises :class:`DataFormatError` naming both lines."""
+    table: dict[str, dict[str, float]] = {}
+    first_line: dict[tuple[str, str], int] = {}
+    for n, qid, did, value in records:
+        seen = first_line.setdefault((qid, did), n)
+        if seen != n:
+            raise DataFormatError(path, n, f"{rule}, but document {did!r} of query {qid!r} was already {verb} at "
+                                  f"line {seen}; remove one of the two lines")
+        table.setdefault(qid, {})[did] = value
+    return table
+
+
+def read_qrels(path: PathLike) -> dict[str, dict[str, int]]:
+    """Reads qrels (:func:`read_qrels_lines`) into ``{query_id: {doc_id: relevance}}``; a second judgment of one
+    (query, document) raises :class:`DataFormatError` naming ``file:line``."""
+    return _by_query(read_qrels_lines(path), path, "one judgment per (query, document)", "judged")
+
+
+def _run_lines(path: PathLike) -> Iterator[tuple[int, str, str, float]]:
+    """Yields ``(line_number, query_id, doc_id, score)`` of a TREC run; the RANK column is not read."""
     for n, line in _lines(path):
         cols = line.split()
-        if len(cols) != 6:
-            raise DataFormatError(path, n, "6 columns 'qid Q0 docid rank score tag'", line)
         try:
-            run[cols[0]].append((int(cols[3]), cols[2], float(cols[4])))
+            qid, _, did, _, score, _ = cols
+            value = float(score)
         except ValueError:
-            raise DataFormatError(path, n, "an integer rank (column 4) and a float score (column 5)", line) from None
-    return {q: [(d, s) for _, d, s in sorted(rows)] for q, rows in run.items()}
+            raise DataFormatError(path, n, _RUN_FORMAT, line) from None
+        if math.isnan(value):
+            raise DataFormatError(path, n, "a numeric score (column 5), not NaN", line)
+        yield n, qid, did, value
 
 
-def write_run(path: PathLike, rows: Iterable[tuple[str, Sequence[str], Sequence[float]]], *, tag: str = "ranking_jax"):
-    """Writes ``(qid, docids, scores)`` rows as a TREC run via :func:`ranking_jax.metrics.trec.write_run`
-    (full-precision scores in trec_eval's order: score descending, ties by docid descending)."""
-    from ranking_jax.metrics import trec
-    run: dict[str, dict[str, float]] = {}
-    for qid, docids, scores in rows:
-        run.setdefault(qid, {}).update(zip(docids, map(float, scores)))
+def read_run(path: PathLike) -> dict[str, dict[str, float]]:
+    """Reads a TREC run (``qid Q0 docid rank score tag``, ``.gz`` accepted) into ``{query_id: {doc_id: score}}``.
+
+    A malformed line, a NaN score or a document listed twice for one query raises :class:`DataFormatError`
+    naming ``file:line``. The RANK column is not read: trec_eval ranks by score (:func:`ranked`).
+    """
+    return _by_query(_run_lines(path), path, "each document at most once per query", "listed")
+
+
+def ranked(docs: Mapping[str, float]) -> list[str]:
+    """The doc ids of one query's ``{doc_id: score}`` in trec_eval's order: score descending, ties by doc id
+    descending (string order)."""
+    by_id = sorted(docs, reverse=True)
+    return sorted(by_id, key=lambda d: -docs[d])  # stable: ties keep the doc-id-descending order
+
+
+def write_run(path: PathLike, run: Mapping[str, Mapping[str, float]], *, tag: str = "ranking_jax",
+              depth: int | None = None) -> pathlib.Path:
+    """Writes ``{query_id: {doc_id: score}}`` as a TREC run and returns its path (parent folders are created).
+
+    Queries are sorted by id, documents in trec_eval's order (:func:`ranked`, ranks 1, 2, ...), at most
+    ``depth`` a query; scores are written with full precision, so reading the file back gives the same run.
+    """
+    if not tag or any(c.isspace() for c in tag):
+        raise ValueError(f"write_run: tag must be a non-empty word without whitespace, got {tag!r}")
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    trec.write_run(path, run, tag=tag)
+    with open(path, "w", encoding="utf-8") as f:
+        for qid in sorted(run):
+            docs = run[qid]
+            for rank, did in enumerate(ranked(docs)[:depth], start=1):
+                f.write(f"{qid} Q0 {did} {rank} {float(docs[did])!r} {tag}\n")
     return path
 
 

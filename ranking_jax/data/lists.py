@@ -27,7 +27,7 @@ from ranking_jax.data import formats
 
 __all__ = ["Texts", "texts", "qrels_from_split", "candidates_from_split", "candidates_from_run",
            "candidates_from_search", "eval_lists", "train_lists", "sample_training_list", "teacher_lists",
-           "hard_negative_triples", "ids_of", "id_list", "ids_and_texts"]
+           "hard_negative_triples", "id_list", "ids_and_texts"]
 
 log = logging.getLogger(__name__)
 Qrels = Mapping[int, tuple[np.ndarray, np.ndarray]]
@@ -66,11 +66,6 @@ def id_list(source, field: str) -> list[str]:
     return [r[field].decode() for r in _rows(source)]
 
 
-def ids_of(source, field: str) -> formats.IdIndex:
-    """``doc_id``/``query_id`` -> row of a ``corpus``/``queries`` split (one pass over the split)."""
-    return formats.IdIndex(id_list(source, field))
-
-
 class Texts:
     """Row -> text of a split; held in memory up to ``max_in_memory`` rows, else read on demand."""
 
@@ -107,17 +102,18 @@ def candidates_from_search(query_rows: Sequence[int], top: np.ndarray) -> dict[i
     return {int(q): t[t >= 0].astype(np.int32) for q, t in zip(query_rows, top)}
 
 
-def candidates_from_run(run: Mapping[str, Sequence[tuple[str, float]]], *, queries: formats.IdIndex,
+def candidates_from_run(run: Mapping[str, Mapping[str, float]], *, queries: formats.IdIndex,
                         docs: formats.IdIndex, source: str = "run") -> dict[int, np.ndarray]:
-    """``{query_index: doc_index}`` of a TREC run (:func:`formats.read_run`); unknown ids are counted and logged."""
+    """``{query_index: doc_index}`` of a ``{qid: {docid: score}}`` run (:func:`formats.read_run`), documents in
+    trec_eval's order (:func:`formats.ranked`); unknown ids are counted and logged."""
     skipped = formats.Skipped(source)
     out = {}
-    for qid, ranked in run.items():
+    for qid, scores in run.items():
         if qid not in queries:
             skipped.add("query id not in queries", qid)
             continue
         rows = []
-        for did, _ in ranked:
+        for did in formats.ranked(scores):
             if did in docs:
                 rows.append(docs[did])
             else:
@@ -174,9 +170,11 @@ def sample_training_list(record: dict, rng: np.random.Generator, *, list_size: i
     chosen = np.sort(rng.choice(len(pos), size=take, replace=False))  # positives are stored label-descending
     n_neg = min(len(pool), list_size - take)
     negs = pool[rng.choice(len(pool), size=n_neg, replace=False)] if n_neg else np.zeros(0, np.int32)
-    return {"query_index": record["query_index"],
-            "doc_index": np.concatenate([pos[chosen], negs]).astype(np.int32),
-            "labels": np.concatenate([pos_labels[chosen], np.zeros(n_neg, np.float32)])}
+    out = {"query_index": record["query_index"], "doc_index": np.concatenate([pos[chosen], negs]).astype(np.int32),
+           "labels": np.concatenate([pos_labels[chosen], np.zeros(n_neg, np.float32)])}
+    if "epoch" in record:
+        out["epoch"] = record["epoch"]
+    return out
 
 
 def teacher_lists(rows) -> list[dict]:

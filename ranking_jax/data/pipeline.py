@@ -1,21 +1,38 @@
-"""grain input pipelines: fixed-shape batches (notes/BATCH.md), deterministic, resumable, sharded by process.
+"""grain input pipelines: fixed-shape batches, deterministic, resumable, the same global batch whatever the number
+of processes.
 
 Every pipeline is a ``grain.MapDataset`` of host batches built the same way:
 
-    records -> [train: shuffle(seed)] -> [process_index::process_count] -> [train: repeat(num_epochs)]
-            -> [train: random_map(sample one epoch's list)] -> batch(batch_size / process_count) -> featurize
+    records -> [train: shuffle(seed) -> repeat(num_epochs) -> random_map(sample one epoch's list)]
+            -> batch(batch_size / process_count) -> featurize -> [process_index::process_count]
+
+so global step ``t`` is records ``[t * batch_size, (t + 1) * batch_size)`` of one global order, and process ``p``
+holds its ``p``-th slice of them: the global batch (the processes' rows in process order) does not depend on the
+process count, and the iterator state ``{"next_index": t, "fingerprint"}`` is the same in every process.
 
 * Padding is masked, never dropped: short lists are padded to ``list_size`` (``mask`` False, ``doc_index``
-  -1, labels 0); a short last batch is padded with rows of ``query_index`` -1. The records are padded to a
-  multiple of ``process_count`` (eval: of ``process_count * local batch``) with empty rows, so every
-  process yields the same number of batches.
+  -1, labels 0); evaluation records are padded to a multiple of ``batch_size`` with empty rows
+  (``query_index`` -1), so every process yields the same number of batches.
 * Long lists: training samples a list per epoch (text: positives + uniform negatives, LETOR: a uniform
   subset of ``list_size`` documents in their original order); evaluation splits a list into consecutive
   chunks with the same ``query_index`` (nothing is dropped).
-* Determinism: shuffling and per-epoch sampling derive from ``seed`` and the element index only, so the
-  batches are a pure function of (records, options, step); ``Batches.get_state()`` is
-  ``{"next_index", "fingerprint"}`` (JSON) and ``set_state`` resumes exactly there.
-* ``batch_size`` is global; each process yields its ``batch_size // process_count`` rows.
+* Determinism: shuffling and per-epoch sampling derive from ``seed`` and the element's global index only.
+
+The batch contract (``b`` = this process's rows, ``L`` = list size; what models and views read):
+
+    query_index int32 [b]        row of the ``queries`` split, -1 on padding rows
+    doc_index int32 [b, L]       row of the ``corpus`` split, -1 on padding slots
+    labels float32 [b, L]        graded relevance, 0 on padding;  mask bool [b, L]: real slots
+    cross_encoder / prett_pair   pair_ids, pair_mask, pair_type_ids int32 [b, L, T]  ([CLS] q [SEP] d [SEP])
+    bi_encoder / colbert / tk / prett   query_ids, query_mask [b, Tq]; doc_ids, doc_mask [b, L, Td]
+    optional (text)              teacher_scores [b, L]; first_stage_scores [b, L]; propensities [b, L];
+                                 epoch int32 [b] (training); pseudo_ids, pseudo_mask [b, Tp] (E2Rank)
+    letor                        features float32 [b, L, F]
+    images                       images float32 [b, F], class_labels int32 [b], mask bool [b]
+    preference                   see :func:`preference_pipeline`
+
+Token arrays are padded to the configured lengths; :func:`ranking_jax.data.encoding.trim_padding` cuts them to
+a bucket before a step.
 """
 
 from __future__ import annotations
@@ -33,7 +50,7 @@ from ranking_jax.data.lists import Texts, sample_training_list
 from ranking_jax.data.tokenize import Ragged, TextTokenizer, TokenTable
 
 __all__ = ["Pipeline", "Batches", "text_pipeline", "letor_pipeline", "image_pipeline", "preference_pipeline",
-           "preference_pairs", "letor_records", "stack_lists", "trim_padding", "TEXT_FAMILIES"]
+           "preference_pairs", "letor_records", "stack_lists", "TEXT_FAMILIES"]
 
 PAIR_FAMILIES = ("cross_encoder", "prett_pair")
 SPLIT_FAMILIES = ("bi_encoder", "colbert", "tk", "prett")
@@ -94,25 +111,26 @@ def _build(records: Sequence, *, batch_size: int, train: bool, seed: int, num_ep
            shard: tuple[int, int] | None, batch_fn: Callable[[list], dict], sample: Callable | None = None,
            options: dict | None = None) -> Pipeline:
     index, count = _shard(shard)
-    if batch_size % count:
-        raise ValueError(f"batch_size={batch_size} must be divisible by the number of processes ({count})")
-    local = batch_size // count
+    if batch_size <= 0 or batch_size % count:
+        raise ValueError(f"batch_size={batch_size} must be a positive multiple of the number of processes ({count})")
     if not train and num_epochs not in (None, 1):
         raise ValueError("evaluation pipelines run one pass; num_epochs must be None or 1")
-    multiple = count if train else count * local
-    records = list(records) + [_PAD] * (-len(records) % multiple)
+    records = list(records)
+    if not train or num_epochs is not None:  # whole global batches, so every process has as many
+        records += [_PAD] * (-len(records) % batch_size)
     shuffle_seed, sample_seed = (int(s) for s in np.random.SeedSequence(seed).generate_state(2))
     ds = grain.MapDataset.source(records)
     if train:
-        ds = ds.shuffle(seed=shuffle_seed)
-    ds = ds[index::count]
-    if train:
-        ds = ds.repeat(num_epochs)
+        n = len(records)
+        # "forever" as a finite count: the slice below needs a length that fits an index
+        ds = ds.shuffle(seed=shuffle_seed).repeat(num_epochs or (1 << 40) // max(n, 1))
+        ds = ds.map_with_index(lambda i, r: r if "pad" in r else dict(r, epoch=i // n))
         if sample is not None:
             ds = ds.random_map(lambda r, rng: r if "pad" in r else sample(r, rng), seed=sample_seed)
-    ds = ds.batch(local, drop_remainder=False, batch_fn=batch_fn)
+    ds = ds.batch(batch_size // count, drop_remainder=False, batch_fn=batch_fn)
+    ds = ds[:len(ds) - len(ds) % count][index::count]  # whole global steps only
     spec = {"records": _digest(records), "batch_size": batch_size, "train": train, "seed": seed,
-            "epochs": num_epochs, "shard": [index, count], **(options or {})}
+            "epochs": num_epochs, **(options or {})}
     return Pipeline(ds, _digest([spec]))
 
 
@@ -128,14 +146,19 @@ def _digest(records: Sequence[dict]) -> str:
 
 
 def stack_lists(records: list[dict], *, batch_size: int, list_size: int, teacher: bool = False,
-                num_features: int | None = None) -> dict[str, np.ndarray]:
+                num_features: int | None = None, extra: Sequence[str] = ()) -> dict[str, np.ndarray]:
     """Stacks list records into [B, L] arrays: query_index, doc_index, labels, mask (+ teacher_scores if
-    ``teacher``, features [B, L, F] if ``num_features``); padding rows and slots are masked."""
+    ``teacher``, features [B, L, F] if ``num_features``, each per-item field of ``extra``, and ``epoch`` [B] when
+    the records carry it); padding rows and slots are masked."""
     b, size = batch_size, list_size
     out = {"query_index": np.full(b, -1, np.int32), "doc_index": np.full((b, size), -1, np.int32),
            "labels": np.zeros((b, size), np.float32), "mask": np.zeros((b, size), bool)}
     if teacher:
         out["teacher_scores"] = np.zeros((b, size), np.float32)
+    for key in extra:
+        out[key] = np.zeros((b, size), np.float32)
+    if any("epoch" in r for r in records):
+        out["epoch"] = np.zeros(b, np.int32)
     if num_features is not None:
         out["features"] = np.zeros((b, size, num_features), np.float32)
     for i, r in enumerate(records):
@@ -147,22 +170,26 @@ def stack_lists(records: list[dict], *, batch_size: int, list_size: int, teacher
                              "chunked (lists.eval_lists) and training lists sampled")
         out["query_index"][i] = r["query_index"]
         out["doc_index"][i, :n], out["labels"][i, :n], out["mask"][i, :n] = r["doc_index"], r["labels"], True
-        for key in ("teacher_scores", "features"):
+        for key in ("teacher_scores", "features", *extra):
             if key in out:
                 out[key][i, :n] = r[key]
+        if "epoch" in out:
+            out["epoch"][i] = r["epoch"]
     return out
 
 
 class _TextFeatures:
-    """Adds the token arrays of one text model family to a list batch (BATCH.md)."""
+    """Adds the token arrays of one text model family to a list batch (the batch contract above)."""
 
     def __init__(self, *, family: str, tokenizer: TextTokenizer, queries: Texts | TokenTable,
-                 corpus: Texts | TokenTable):
+                 corpus: Texts | TokenTable, item_fields: Mapping[str, Callable] | None = None,
+                 pseudo: TokenTable | None = None, pseudo_length: int = 0):
         if family not in TEXT_FAMILIES:
             raise ValueError(f"unknown text model family {family!r}; expected one of {TEXT_FAMILIES}")
         if (family == "colbert") != tokenizer.colbert:
             raise ValueError(f"family {family!r} needs a TextTokenizer with colbert={family == 'colbert'}")
         self.family, self.tok, self.queries, self.corpus = family, tokenizer, queries, corpus
+        self.item_fields, self.pseudo, self.pseudo_length = dict(item_fields or {}), pseudo, pseudo_length
 
     def _tokens(self, source: Texts | TokenTable, rows: np.ndarray) -> Ragged:
         return source.ragged(rows) if isinstance(source, TokenTable) else self.tok.ragged(source[rows])
@@ -173,6 +200,14 @@ class _TextFeatures:
         rows, slots = np.nonzero(mask)
         real = np.flatnonzero(qi >= 0)  # a superset of ``rows``
         queries, docs = self._tokens(self.queries, qi[real]), self._tokens(self.corpus, di[rows, slots])
+        for key, values in self.item_fields.items():  # per (query, document) values, e.g. first-stage scores
+            batch[key] = np.zeros((b, size), np.float32)
+            batch[key][rows, slots] = values(qi[rows], di[rows, slots])
+        if self.pseudo is not None:  # E2Rank's pseudo-query: the query and its first-stage top documents
+            enc = self.tok.encode(self.pseudo.ragged(qi[real]), length=self.pseudo_length)
+            for name in ("ids", "mask"):
+                batch[f"pseudo_{name}"] = np.zeros((b, self.pseudo_length), np.int32)
+                batch[f"pseudo_{name}"][real] = enc[name]
         if self.family in PAIR_FAMILIES:
             t = self.tok.pair_length
             enc = self.tok.encode_pairs(queries.take(np.searchsorted(real, rows)), docs)
@@ -193,8 +228,13 @@ class _TextFeatures:
 def text_pipeline(records: Sequence[dict], *, family: str, queries: Texts | TokenTable, corpus: Texts | TokenTable,
                   batch_size: int, list_size: int, train: bool, seed: int = 0, num_epochs: int | None = None,
                   max_positives: int = 1, tokenizer: TextTokenizer | None = None, pretokenize: bool = True,
-                  shard: tuple[int, int] | None = None) -> Pipeline:
+                  item_fields: Mapping[str, Callable] | None = None, pseudo: TokenTable | None = None,
+                  pseudo_length: int = 0, shard: tuple[int, int] | None = None) -> Pipeline:
     """Token batches for a text ranking family from :mod:`ranking_jax.data.lists` records.
+
+    ``item_fields`` ``{key: f(query_index [n], doc_index [n]) -> [n]}`` add per-item float fields (e.g.
+    ``first_stage_scores``); ``pseudo`` (a TokenTable by query row) adds ``pseudo_ids``/``pseudo_mask``
+    ``[b, pseudo_length]``.
 
     Training records with a negative pool (``lists.train_lists``) are sampled per epoch
     (``max_positives`` positives + negatives); eval and teacher records are batched as they are.
@@ -206,7 +246,8 @@ def text_pipeline(records: Sequence[dict], *, family: str, queries: Texts | Toke
         longest = max(tokenizer.doc_length, tokenizer.pair_length)
         queries, corpus = (TokenTable(tokenizer, t[range(len(t))], max_tokens=longest)
                            if isinstance(t, Texts) and t.in_memory else t for t in (queries, corpus))
-    featurize = _TextFeatures(family=family, tokenizer=tokenizer, queries=queries, corpus=corpus)
+    featurize = _TextFeatures(family=family, tokenizer=tokenizer, queries=queries, corpus=corpus,
+                              item_fields=item_fields, pseudo=pseudo, pseudo_length=pseudo_length)
     sample = None
     if train and records and "positives" in records[0]:
         sample = functools.partial(sample_training_list, list_size=list_size, max_positives=max_positives)
@@ -214,7 +255,8 @@ def text_pipeline(records: Sequence[dict], *, family: str, queries: Texts | Toke
                               teacher=any("teacher_scores" in r for r in records))
     batch_fn = lambda rs: featurize(stack(rs))
     options = {"family": family, "list_size": list_size, "max_positives": max_positives,
-               "lengths": [tokenizer.query_length, tokenizer.doc_length, tokenizer.pair_length]}
+               "lengths": [tokenizer.query_length, tokenizer.doc_length, tokenizer.pair_length, pseudo_length],
+               "fields": sorted(item_fields or ())}
     return _build(records, batch_size=batch_size, train=train, seed=seed, num_epochs=num_epochs, shard=shard,
                   batch_fn=batch_fn, sample=sample, options=options)
 
@@ -244,7 +286,7 @@ def _sample_subset(record: dict, rng: np.random.Generator, *, list_size: int) ->
     if n <= list_size:
         return record
     keep = np.sort(rng.choice(n, size=list_size, replace=False))
-    return {k: (v[keep] if k != "query_index" else v) for k, v in record.items()}
+    return {k: (v[keep] if k not in ("query_index", "epoch") else v) for k, v in record.items()}
 
 
 def letor_pipeline(records: Sequence[dict], *, batch_size: int, list_size: int, train: bool, seed: int = 0,
@@ -287,22 +329,23 @@ def image_pipeline(source, *, batch_size: int, train: bool, seed: int = 0, num_e
         return _build([{"row": i} for i in range(len(rows))], batch_size=batch_size, train=train, seed=seed,
                       num_epochs=num_epochs, shard=shard, batch_fn=stack, options={"kind": "images"})
     classes = np.unique(labels)
-    per_class = local // classes_per_batch
-    if classes_per_batch > len(classes) or per_class * classes_per_batch != local:
-        raise ValueError(f"classes_per_batch={classes_per_batch} must divide the per-process batch ({local}) and "
-                         f"be at most the number of classes ({len(classes)})")
+    per_class = batch_size // classes_per_batch
+    if classes_per_batch > len(classes) or per_class * classes_per_batch != batch_size:
+        raise ValueError(f"classes_per_batch={classes_per_batch} must divide batch_size ({batch_size}) and be at "
+                         f"most the number of classes ({len(classes)})")
     members = [np.flatnonzero(labels == c) for c in classes]
 
-    def draw(step, rng):
+    def draw(step, rng):  # the global batch of this step, then this process's rows of it
         chosen = rng.choice(len(classes), size=classes_per_batch, replace=False)
         picks = [rng.choice(members[c], size=per_class, replace=len(members[c]) < per_class) for c in chosen]
-        return stack([{"row": int(i)} for i in np.concatenate(picks)])
+        mine = np.concatenate(picks)[index * local:(index + 1) * local]
+        return stack([{"row": int(i)} for i in mine])
 
     steps = max(len(rows) // batch_size, 1) * (num_epochs or 1)
     ds = grain.MapDataset.range(steps)
     ds = (ds.repeat(None) if num_epochs is None else ds).random_map(
-        draw, seed=int(np.random.SeedSequence([seed, index]).generate_state(1)[0]))
-    spec = {"labels": labels, "batch_size": batch_size, "seed": seed, "epochs": num_epochs, "shard": [index, count],
+        draw, seed=int(np.random.SeedSequence([seed, 0]).generate_state(1)[0]))
+    spec = {"labels": labels, "batch_size": batch_size, "seed": seed, "epochs": num_epochs,
             "classes_per_batch": classes_per_batch}
     return Pipeline(ds, _digest([spec]))
 
@@ -386,30 +429,4 @@ def preference_pairs(batch: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         type_ids.append(in_response)
     for name, parts in (("ids", ids), ("mask", mask), ("type_ids", type_ids)):
         out[f"pair_{name}"] = np.stack(parts, axis=1).astype(np.int32)
-    return out
-
-
-def trim_padding(batch: dict[str, np.ndarray], *, smallest: int = 16) -> dict[str, np.ndarray]:
-    """Cuts the token axis of ``pair_*``, ``query_*`` and ``doc_*`` arrays to the batch's longest real sequence,
-    rounded up to a power-of-two bucket (16, 32, 64, ...; never past the original length).
-
-    Values are unchanged (only all-padding columns go), and a jitted consumer sees at most a few
-    shapes, so each compiles once. Short texts then cost what they are, not what the longest could be.
-    """
-    out = dict(batch)
-    for prefix in ("pair", "query", "doc"):
-        mask = batch.get(f"{prefix}_mask")
-        if mask is None:
-            continue
-        full = mask.shape[-1]
-        used = np.flatnonzero(mask.reshape(-1, full).any(axis=0))
-        length = int(used[-1]) + 1 if len(used) else 1
-        bucket = smallest
-        while bucket < length:
-            bucket *= 2
-        bucket = min(bucket, full)
-        for name in ("ids", "mask", "type_ids"):
-            key = f"{prefix}_{name}"
-            if key in out:
-                out[key] = out[key][..., :bucket]
     return out

@@ -19,8 +19,9 @@ from typing import Callable, Optional
 import jax
 import jax.numpy as jnp
 
-from ranking_jax.losses._utils import (apply_weights, as_mask, list_mask, log_softmax, masked_logsumexp, pair_mask,
+from ranking_jax.ops import (apply_weights, as_mask, list_mask, log_softmax, masked_logsumexp, pair_mask,
                                        pairs, restrict, safe_reduce, sanitize)
+from ranking_jax.registry import register
 
 Array = jax.Array
 ReduceFn = Optional[Callable[..., Array]]
@@ -53,6 +54,7 @@ def _valid(shape: tuple[int, ...], where: Optional[Array]) -> Array:
     return jnp.ones(shape, dtype=bool) if where is None else jnp.broadcast_to(as_mask(where), shape)
 
 
+@register("losses.infonce_loss", view="matrix")
 def infonce_loss(scores: Array, *, labels: Optional[Array] = None, group_size: int = 1, temperature: float = 1.0,
                  multi_positive: str = "each", where: Optional[Array] = None, weights: Optional[Array] = None,
                  reduce_fn: ReduceFn = jnp.mean) -> Array:
@@ -101,6 +103,7 @@ def infonce_loss(scores: Array, *, labels: Optional[Array] = None, group_size: i
     return safe_reduce(losses, where=row_valid, reduce_fn=reduce_fn)
 
 
+@register("losses.soft_infonce_loss", view="teacher")
 def soft_infonce_loss(scores: Array, teacher_scores: Array, *, temperature: float = 1.0,
                       teacher_temperature: Optional[float] = None, negative_margin: Optional[float] = None,
                       negative_ratio: Optional[float] = None, labels: Optional[Array] = None, group_size: int = 1,
@@ -163,6 +166,7 @@ def _ranknet_per_list(scores: Array, labels: Array, where: Optional[Array]) -> t
     return jnp.sum(terms, axis=(-2, -1)) / jnp.maximum(count, 1).astype(s.dtype), count > 0
 
 
+@register("losses.e2rank_loss", view="e2rank")
 def e2rank_loss(scores: Array, rerank_scores: Array, rerank_labels: Array, *, temperature: float = 0.03,
                 scale: float = 10.0, ranknet_weight: float = 2.0, labels: Optional[Array] = None,
                 group_size: int = 1, where: Optional[Array] = None, rerank_where: Optional[Array] = None,
@@ -202,6 +206,7 @@ def _label_variance_ok(y: Array, where: Optional[Array]) -> Array:
     return hi > lo
 
 
+@register("losses.pearson_loss", view="list")
 def pearson_loss(scores: Array, labels: Array, *, eps: float = 1e-12, where: Optional[Array] = None,
                  weights: Optional[Array] = None, reduce_fn: ReduceFn = jnp.mean) -> Array:
     r"""``1 - Pearson correlation`` between predicted and gold similarities (CoDiEmb, arXiv 2508.11442).
@@ -234,6 +239,7 @@ def pearson_loss(scores: Array, labels: Array, *, eps: float = 1e-12, where: Opt
     return safe_reduce(1.0 - r, where=ok, reduce_fn=reduce_fn)
 
 
+@register("losses.rank_kl_loss", view="list")
 def rank_kl_loss(scores: Array, labels: Array, *, temperature: float = 0.05, where: Optional[Array] = None,
                  weights: Optional[Array] = None, reduce_fn: ReduceFn = jnp.mean) -> Array:
     r"""CoDiEmb's RankKL (arXiv 2508.11442): KL from a rank-derived target to the predicted distribution.
@@ -270,6 +276,7 @@ def rank_kl_loss(scores: Array, labels: Array, *, temperature: float = 0.05, whe
     return safe_reduce(jnp.sum(terms, axis=-1), where=list_mask(where), reduce_fn=reduce_fn)
 
 
+@register("losses.pro_loss", view="list")
 def pro_loss(scores: Array, labels: Array, *, temperature: float = 0.05, eps: float = 1e-8,
              where: Optional[Array] = None, weights: Optional[Array] = None,
              reduce_fn: ReduceFn = jnp.mean) -> Array:

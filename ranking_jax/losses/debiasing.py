@@ -8,19 +8,22 @@ without gradients, so they take no ``weights``/``reduce_fn``.
 
 from __future__ import annotations
 
+import inspect
 from typing import Callable, Optional
 
 import jax
 import jax.numpy as jnp
 
-from ranking_jax.losses._utils import apply_weights, as_mask, pair_mask, pairs, ranks, restrict, safe_reduce, sanitize
+from ranking_jax.ops import apply_weights, as_mask, pair_mask, pairs, ranks, restrict, safe_reduce, sanitize
+from ranking_jax.registry import register
 
 Array = jax.Array
 ReduceFn = Optional[Callable[..., Array]]
 
-__all__ = ["relmf_loss", "popularity_propensity", "curriculum_difficulty", "curriculum_weights"]
+__all__ = ["relmf_loss", "curriculum_loss", "popularity_propensity", "curriculum_difficulty", "curriculum_weights"]
 
 
+@register("losses.relmf_loss", view="propensity_list")
 def relmf_loss(scores: Array, labels: Array, *, propensities: Array, clip: float = 0.0, delta: str = "log",
                where: Optional[Array] = None, weights: Optional[Array] = None,
                reduce_fn: ReduceFn = jnp.mean) -> Array:
@@ -142,3 +145,36 @@ def curriculum_weights(difficulty: Array, labels: Array, *, epoch, end_epoch: in
     progress = jnp.asarray(epoch, jnp.float32) / end_epoch
     w = jnp.where(progress < 1.0, w * (1.0 - progress) + progress, 1.0)
     return w if pairwise else sanitize(w, where)
+
+
+@register("losses.curriculum_loss", factory=True, view="curriculum",
+          example="losses.curriculum_loss(losses.pointwise_sigmoid_loss)")
+def curriculum_loss(loss_fn: Callable[..., Array], *, method: str = "reciprank", end_epoch: int = 20,
+                    pairwise: bool = False) -> Callable[..., Array]:
+    r"""``loss_fn`` with MacAvaney et al.'s curriculum weights (SIGIR 2020, arXiv 2004.14269) as ``weights=``:
+    ``W = curriculum_weights(curriculum_difficulty(first_stage_scores, method), labels, epoch, end_epoch,
+    pairwise)``, one epoch per list (``epoch [...]``), per item (``[..., list_size]``) or, with ``pairwise``,
+    per list broadcast over its items (Rax's pairwise losses weight pair ``(i, j)`` by ``w_i``).
+
+    Returns ``curriculum_<fn>(scores, labels, *, first_stage_scores, epoch, where=None, **kwargs)``.
+    """
+    if "weights" not in inspect.signature(loss_fn).parameters:
+        raise ValueError(f"curriculum_loss: {getattr(loss_fn, '__name__', loss_fn)} takes no weights=; use a loss "
+                         "that does (pointwise, pairwise, softmax, ...)")
+    curriculum_difficulty(jnp.zeros((1, 2)), method=method)  # validates method early
+    if isinstance(end_epoch, (int, float)) and end_epoch <= 0:
+        raise ValueError(f"curriculum_loss: end_epoch must be > 0, got {end_epoch}")
+
+    def loss(scores: Array, labels: Array, *, first_stage_scores: Array, epoch: Array,
+             where: Optional[Array] = None, **kwargs) -> Array:
+        where = as_mask(where)
+        d = curriculum_difficulty(first_stage_scores, method=method, where=where)
+        e = jnp.asarray(epoch, jnp.float32)
+        w = curriculum_weights(d, labels, epoch=e if pairwise else e[..., None], end_epoch=end_epoch,
+                               pairwise=pairwise, where=where)
+        if pairwise:
+            w = jnp.broadcast_to(w[..., None], jnp.shape(scores))
+        return loss_fn(scores, labels, where=where, weights=w, **kwargs)
+
+    loss.__name__ = f"curriculum_{getattr(loss_fn, '__name__', 'loss')}"
+    return loss

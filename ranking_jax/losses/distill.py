@@ -16,8 +16,9 @@ from typing import Callable, Optional
 import jax
 import jax.numpy as jnp
 
-from ranking_jax.losses._utils import (Array, apply_weights, as_mask, compute_pairs, flatten_pairs, list_mask,
+from ranking_jax.ops import (Array, apply_weights, as_mask, compute_pairs, flatten_pairs, list_mask,
                                        log_softmax, pair_mask, restrict, safe_reduce, sanitize)
+from ranking_jax.registry import register
 
 __all__ = ["margin_mse_loss", "margin_mse_triple_loss", "mse_distill_loss", "weighted_ranknet_distill_loss",
            "kl_distill_loss"]
@@ -35,6 +36,7 @@ def _pair_losses(pair_loss: Array, select: Array, weights: Optional[Array], wher
     return safe_reduce(pair_loss, where=mask, reduce_fn=reduce_fn)
 
 
+@register("losses.margin_mse_loss", view="teacher")
 def margin_mse_loss(scores: Array, teacher_scores: Array, *, labels: Optional[Array] = None,
                     where: Optional[Array] = None, weights: Optional[Array] = None,
                     reduce_fn: Optional[Callable[..., Array]] = jnp.mean) -> Array:
@@ -70,6 +72,7 @@ def margin_mse_loss(scores: Array, teacher_scores: Array, *, labels: Optional[Ar
     return _pair_losses(losses, select, weights, where, reduce_fn)
 
 
+@register("losses.margin_mse_triple_loss", view="triples")
 def margin_mse_triple_loss(positive_scores: Array, negative_scores: Array, teacher_positive_scores: Array,
                            teacher_negative_scores: Array, *, where: Optional[Array] = None,
                            weights: Optional[Array] = None,
@@ -90,6 +93,7 @@ def margin_mse_triple_loss(positive_scores: Array, negative_scores: Array, teach
     return safe_reduce(losses, where=where, reduce_fn=reduce_fn)
 
 
+@register("losses.mse_distill_loss", view="teacher")
 def mse_distill_loss(scores: Array, teacher_scores: Array, *, where: Optional[Array] = None,
                      weights: Optional[Array] = None,
                      reduce_fn: Optional[Callable[..., Array]] = jnp.mean) -> Array:
@@ -112,6 +116,7 @@ def mse_distill_loss(scores: Array, teacher_scores: Array, *, where: Optional[Ar
     return safe_reduce(apply_weights(losses, weights, where), where=where, reduce_fn=reduce_fn)
 
 
+@register("losses.weighted_ranknet_distill_loss", view="teacher")
 def weighted_ranknet_distill_loss(scores: Array, teacher_scores: Array, *, where: Optional[Array] = None,
                                   weights: Optional[Array] = None,
                                   reduce_fn: Optional[Callable[..., Array]] = jnp.mean) -> Array:
@@ -140,6 +145,7 @@ def weighted_ranknet_distill_loss(scores: Array, teacher_scores: Array, *, where
     return _pair_losses(losses, select, weights, where, reduce_fn)
 
 
+@register("losses.kl_distill_loss", view="teacher")
 def kl_distill_loss(scores: Array, teacher_scores: Array, *, temperature: float = 1.0,
                     where: Optional[Array] = None, weights: Optional[Array] = None,
                     reduce_fn: Optional[Callable[..., Array]] = jnp.mean) -> Array:

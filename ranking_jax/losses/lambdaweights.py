@@ -18,12 +18,14 @@ from typing import Callable, Optional
 
 import jax.numpy as jnp
 
-from ranking_jax.losses._utils import (Array, as_mask, check_shapes, default_discount_fn, default_gain_fn,
+from ranking_jax.ops import (Array, as_mask, check_shapes, default_discount_fn, default_gain_fn,
                                        flatten_pairs, normalize_by_ideal_dcg, pair_mask, pairs, ranks, sanitize)
+from ranking_jax.registry import register
 
 __all__ = ["labeldiff_lambdaweight", "dcg_lambdaweight", "dcg2_lambdaweight"]
 
 
+@register("lambdaweights.labeldiff_lambdaweight")
 def labeldiff_lambdaweight(scores: Array, labels: Array, *, where: Optional[Array] = None,
                            segments: Optional[Array] = None, weights: Optional[Array] = None) -> Array:
     r"""Absolute label difference lambdaweights :math:`\lambda_{ij} = |y_i - y_j|`.
@@ -65,6 +67,7 @@ def _dcg_lambdaweight(scores, labels, rank_pair_discount_fn, *, where, segments,
     return flatten_pairs(results) * scores.shape[-1]
 
 
+@register("lambdaweights.dcg_lambdaweight")
 def dcg_lambdaweight(scores: Array, labels: Array, *, where: Optional[Array] = None,
                      segments: Optional[Array] = None, weights: Optional[Array] = None, topn: Optional[int] = None,
                      normalize: bool = False, gain_fn: Callable[[Array], Array] = default_gain_fn,
@@ -89,6 +92,7 @@ def dcg_lambdaweight(scores: Array, labels: Array, *, where: Optional[Array] = N
                              topn=topn, normalize=normalize, gain_fn=gain_fn, discount_fn=discount_fn)
 
 
+@register("lambdaweights.dcg2_lambdaweight")
 def dcg2_lambdaweight(scores: Array, labels: Array, *, where: Optional[Array] = None,
                       segments: Optional[Array] = None, weights: Optional[Array] = None, topn: Optional[int] = None,
                       normalize: bool = False, gain_fn: Callable[[Array], Array] = default_gain_fn,

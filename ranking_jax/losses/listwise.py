@@ -18,11 +18,12 @@ from typing import Callable, Optional
 import jax
 import jax.numpy as jnp
 
-from ranking_jax.losses._utils import (Array, ReduceFn, approx_cutoff, approx_ranks, default_discount_fn,
+from ranking_jax.ops import (Array, ReduceFn, approx_cutoff, approx_ranks, default_discount_fn,
                                        default_gain_fn, ideal_dcg, in_segment_indices, list_sum, log_softmax,
                                        logcumsumexp, masked_logsumexp, normalize_probabilities, pair_mask, pairs,
                                        prepare, reduce_lists, restrict, safe_reduce, sanitize, segment_sum, softmax,
                                        sort_by)
+from ranking_jax.registry import register
 
 __all__ = ["softmax_loss", "poly1_softmax_loss", "unique_softmax_loss", "listmle_loss", "listnet_loss",
            "position_aware_listmle_loss", "approx_ndcg_loss", "neural_ndcg_loss", "neural_ndcg_transposed_loss"]
@@ -33,6 +34,7 @@ def _identity_label_fn(a: Array, where: Optional[Array] = None) -> Array:
     return a
 
 
+@register("losses.softmax_loss", view="list")
 def softmax_loss(scores: Array, labels: Array, *, where: Optional[Array] = None, segments: Optional[Array] = None,
                  weights: Optional[Array] = None, label_fn: Callable[..., Array] = _identity_label_fn,
                  reduce_fn: Optional[ReduceFn] = jnp.mean) -> Array:
@@ -55,6 +57,7 @@ def softmax_loss(scores: Array, labels: Array, *, where: Optional[Array] = None,
     return reduce_lists(loss, where, segments, reduce_fn)
 
 
+@register("losses.poly1_softmax_loss", view="list")
 def poly1_softmax_loss(scores: Array, labels: Array, *, epsilon: float = 1.0, where: Optional[Array] = None,
                        segments: Optional[Array] = None, weights: Optional[Array] = None,
                        reduce_fn: Optional[ReduceFn] = jnp.mean) -> Array:
@@ -80,6 +83,7 @@ def poly1_softmax_loss(scores: Array, labels: Array, *, epsilon: float = 1.0, wh
     return reduce_lists(loss, where, segments, reduce_fn)
 
 
+@register("losses.unique_softmax_loss", view="list")
 def unique_softmax_loss(scores: Array, labels: Array, *, where: Optional[Array] = None,
                         segments: Optional[Array] = None, weights: Optional[Array] = None,
                         gain_fn: Optional[Callable[[Array], Array]] = default_gain_fn,
@@ -123,6 +127,7 @@ def _plackett_luce_log_likelihoods(scores: Array, labels: Array, *, key, where, 
     return sanitize(scores_sorted - sanitize(lse, valid_sorted), valid_sorted), valid_sorted, position
 
 
+@register("losses.listmle_loss", view="list", key=True)
 def listmle_loss(scores: Array, labels: Array, *, key: Optional[Array] = None, where: Optional[Array] = None,
                  segments: Optional[Array] = None, reduce_fn: Optional[ReduceFn] = jnp.mean) -> Array:
     r"""ListMLE (Xia et al. 2008, "Listwise approach to learning to rank: theory and algorithm"):
@@ -150,6 +155,7 @@ def _default_position_weights(position: Array, num_valid: Array) -> Array:
                      0.0)
 
 
+@register("losses.position_aware_listmle_loss", view="list", key=True)
 def position_aware_listmle_loss(scores: Array, labels: Array, *, key: Optional[Array] = None,
                                 where: Optional[Array] = None, segments: Optional[Array] = None,
                                 position_weight_fn: Optional[Callable[[Array, Array], Array]] = None,
@@ -182,6 +188,7 @@ def position_aware_listmle_loss(scores: Array, labels: Array, *, key: Optional[A
     return reduce_lists(loss, where, segments, reduce_fn)
 
 
+@register("losses.listnet_loss", view="list")
 def listnet_loss(scores: Array, labels: Array, *, where: Optional[Array] = None, segments: Optional[Array] = None,
                  reduce_fn: Optional[ReduceFn] = jnp.mean) -> Array:
     r"""ListNet (Cao et al. 2007, "Learning to rank: from pairwise approach to listwise approach"), top-one
@@ -199,6 +206,7 @@ def listnet_loss(scores: Array, labels: Array, *, where: Optional[Array] = None,
     return reduce_lists(loss, where, segments, reduce_fn)
 
 
+@register("losses.approx_ndcg_loss", view="list")
 def approx_ndcg_loss(scores: Array, labels: Array, *, where: Optional[Array] = None,
                      segments: Optional[Array] = None, weights: Optional[Array] = None, topn: Optional[int] = None,
                      temperature: float = 1.0, gain_fn: Callable[[Array], Array] = default_gain_fn,
@@ -323,6 +331,7 @@ _NEURAL_NDCG_ARGS = """
 """
 
 
+@register("losses.neural_ndcg_loss", view="list")
 def neural_ndcg_loss(scores: Array, labels: Array, *, where: Optional[Array] = None, topn: Optional[int] = None,
                      temperature: float = 1.0, gain_fn: Callable[[Array], Array] = default_gain_fn,
                      discount_fn: Callable[[Array], Array] = default_discount_fn, sinkhorn_iterations: int = 50,
@@ -346,6 +355,7 @@ def neural_ndcg_loss(scores: Array, labels: Array, *, where: Optional[Array] = N
                         sinkhorn_tol=sinkhorn_tol, reduce_fn=reduce_fn, transposed=False)
 
 
+@register("losses.neural_ndcg_transposed_loss", view="list")
 def neural_ndcg_transposed_loss(scores: Array, labels: Array, *, where: Optional[Array] = None,
                                 topn: Optional[int] = None, temperature: float = 1.0,
                                 gain_fn: Callable[[Array], Array] = default_gain_fn,

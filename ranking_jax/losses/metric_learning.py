@@ -18,7 +18,8 @@ from typing import Callable, Optional
 import jax
 import jax.numpy as jnp
 
-from ranking_jax.losses._utils import as_mask, masked_logsumexp, pair_mask, pairs, restrict, safe_reduce, sanitize
+from ranking_jax.ops import as_mask, masked_logsumexp, pair_mask, pairs, restrict, safe_reduce, sanitize
+from ranking_jax.registry import register
 
 Array = jax.Array
 ReduceFn = Optional[Callable[..., Array]]
@@ -61,6 +62,7 @@ def _anchor_weights(values: Array, weights: Optional[Array], where: Optional[Arr
     return values * jnp.reshape(w, w.shape + (1,) * extra_dims)
 
 
+@register("losses.contrastive_loss", view="embeddings")
 def contrastive_loss(embeddings: Array, labels: Array, *, pos_margin: float = 0.0, neg_margin: float = 1.0,
                      metric: str = "euclidean", where: Optional[Array] = None, weights: Optional[Array] = None,
                      reduce_fn: ReduceFn = jnp.mean) -> Array:
@@ -85,6 +87,7 @@ def contrastive_loss(embeddings: Array, labels: Array, *, pos_margin: float = 0.
     return safe_reduce(losses, where=pos | neg, reduce_fn=reduce_fn)
 
 
+@register("losses.triplet_loss", view="embeddings")
 def triplet_loss(embeddings: Array, labels: Array, *, margin: float = 0.05, metric: str = "euclidean",
                  smooth: bool = False, where: Optional[Array] = None, weights: Optional[Array] = None,
                  reduce_fn: ReduceFn = jnp.mean) -> Array:
@@ -110,6 +113,7 @@ def triplet_loss(embeddings: Array, labels: Array, *, margin: float = 0.05, metr
     return safe_reduce(losses, where=valid, reduce_fn=reduce_fn)
 
 
+@register("losses.multi_similarity_loss", view="embeddings")
 def multi_similarity_loss(embeddings: Array, labels: Array, *, alpha: float = 2.0, beta: float = 50.0,
                           base: float = 0.5, epsilon: Optional[float] = None, where: Optional[Array] = None,
                           weights: Optional[Array] = None, reduce_fn: ReduceFn = jnp.mean) -> Array:
@@ -139,6 +143,7 @@ def multi_similarity_loss(embeddings: Array, labels: Array, *, alpha: float = 2.
     return safe_reduce(losses, where=anchors, reduce_fn=reduce_fn)
 
 
+@register("losses.tcm_regularizer", view="embeddings")
 def tcm_regularizer(embeddings: Array, labels: Array, *, m_pos: float = 0.9, m_neg: float = 0.5,
                     lambda_pos: float = 1.0, lambda_neg: float = 1.0, where: Optional[Array] = None,
                     weights: Optional[Array] = None, reduce_fn: ReduceFn = jnp.mean) -> Array:

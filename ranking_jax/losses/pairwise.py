@@ -20,9 +20,10 @@ from typing import Callable, Optional
 import jax
 import jax.numpy as jnp
 
-from ranking_jax.losses._utils import (Array, LambdaweightFn, ReduceFn, default_discount_fn, default_gain_fn,
+from ranking_jax.ops import (Array, LambdaweightFn, ReduceFn, default_discount_fn, default_gain_fn,
                                        flatten_pairs, list_sum, masked_logsumexp, normalize_by_ideal_dcg, pair_mask,
                                        pairs, prepare, ranks, reduce_lists, restrict, safe_reduce, sanitize)
+from ranking_jax.registry import register
 
 __all__ = ["pairwise_loss", "pairwise_hinge_loss", "pairwise_logistic_loss", "pairwise_mse_loss",
            "pairwise_qr_loss", "pairwise_soft_zero_one_loss", "ranknet_loss", "lambdaloss", "ranklist_loss"]
@@ -65,6 +66,7 @@ def _pairwise(fn, scores, labels, pair_loss_fn, *, lambdaweight_fn, where, segme
                        reduce_fn=reduce_fn)
 
 
+@register("losses.pairwise_hinge_loss", view="list")
 def pairwise_hinge_loss(scores: Array, labels: Array, *, where: Optional[Array] = None,
                         segments: Optional[Array] = None, weights: Optional[Array] = None,
                         lambdaweight_fn: Optional[LambdaweightFn] = None,
@@ -75,6 +77,7 @@ def pairwise_hinge_loss(scores: Array, labels: Array, *, where: Optional[Array] 
                      lambdaweight_fn=lambdaweight_fn, reduce_fn=reduce_fn)
 
 
+@register("losses.pairwise_logistic_loss", view="list")
 def pairwise_logistic_loss(scores: Array, labels: Array, *, where: Optional[Array] = None,
                            segments: Optional[Array] = None, weights: Optional[Array] = None,
                            lambdaweight_fn: Optional[LambdaweightFn] = None,
@@ -86,6 +89,7 @@ def pairwise_logistic_loss(scores: Array, labels: Array, *, where: Optional[Arra
                      lambdaweight_fn=lambdaweight_fn, reduce_fn=reduce_fn)
 
 
+@register("losses.pairwise_soft_zero_one_loss", view="list")
 def pairwise_soft_zero_one_loss(scores: Array, labels: Array, *, where: Optional[Array] = None,
                                 segments: Optional[Array] = None, weights: Optional[Array] = None,
                                 lambdaweight_fn: Optional[LambdaweightFn] = None,
@@ -96,6 +100,7 @@ def pairwise_soft_zero_one_loss(scores: Array, labels: Array, *, where: Optional
                      lambdaweight_fn=lambdaweight_fn, reduce_fn=reduce_fn)
 
 
+@register("losses.pairwise_mse_loss", view="list")
 def pairwise_mse_loss(scores: Array, labels: Array, *, where: Optional[Array] = None,
                       segments: Optional[Array] = None, weights: Optional[Array] = None,
                       lambdaweight_fn: Optional[LambdaweightFn] = None,
@@ -108,6 +113,7 @@ def pairwise_mse_loss(scores: Array, labels: Array, *, where: Optional[Array] = 
                      lambdaweight_fn=lambdaweight_fn, reduce_fn=reduce_fn)
 
 
+@register("losses.pairwise_qr_loss", view="list")
 def pairwise_qr_loss(scores: Array, labels: Array, *, where: Optional[Array] = None,
                      segments: Optional[Array] = None, weights: Optional[Array] = None, tau: float = 0.5,
                      squared: bool = False, lambdaweight_fn: Optional[LambdaweightFn] = None,
@@ -137,6 +143,7 @@ def pairwise_qr_loss(scores: Array, labels: Array, *, where: Optional[Array] = N
                      lambdaweight_fn=lambdaweight_fn, reduce_fn=reduce_fn)
 
 
+@register("losses.ranknet_loss", view="list")
 def ranknet_loss(scores: Array, labels: Array, *, sigma: float = 1.0, where: Optional[Array] = None,
                  segments: Optional[Array] = None, weights: Optional[Array] = None,
                  lambdaweight_fn: Optional[LambdaweightFn] = None,
@@ -159,6 +166,7 @@ def ranknet_loss(scores: Array, labels: Array, *, sigma: float = 1.0, where: Opt
                      lambdaweight_fn=lambdaweight_fn, reduce_fn=reduce_fn)
 
 
+@register("losses.lambdaloss", view="list")
 def lambdaloss(scores: Array, labels: Array, *, where: Optional[Array] = None, segments: Optional[Array] = None,
                weights: Optional[Array] = None, weighting_scheme: str = "ndcg_loss2pp", topn: Optional[int] = None,
                sigma: float = 1.0, mu: float = 10.0, log_base: float = 2.0,
@@ -242,6 +250,7 @@ def lambdaloss(scores: Array, labels: Array, *, where: Optional[Array] = None, s
     return safe_reduce(flatten_pairs(pair_losses), where=flatten_pairs(valid), reduce_fn=reduce_fn)
 
 
+@register("losses.ranklist_loss", view="list")
 def ranklist_loss(scores: Array, labels: Array, *, max_skip: Optional[int] = None, temperature: float = 1.0,
                   key: Optional[Array] = None, where: Optional[Array] = None, segments: Optional[Array] = None,
                   weights: Optional[Array] = None, reduce_fn: Optional[ReduceFn] = jnp.mean) -> Array:

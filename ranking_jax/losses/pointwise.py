@@ -13,7 +13,8 @@ from typing import Callable, Optional
 import jax
 import jax.numpy as jnp
 
-from ranking_jax.losses._utils import Array, ReduceFn, prepare, safe_reduce
+from ranking_jax.ops import Array, ReduceFn, prepare, safe_reduce
+from ranking_jax.registry import register
 
 __all__ = ["pointwise_mse_loss", "pointwise_sigmoid_loss"]
 
@@ -28,6 +29,7 @@ def _pointwise(fn: str, item_loss: Callable[[Array, Array], Array], scores, labe
     return safe_reduce(loss, where=where, reduce_fn=reduce_fn)
 
 
+@register("losses.pointwise_mse_loss", view="list")
 def pointwise_mse_loss(scores: Array, labels: Array, *, where: Optional[Array] = None,
                        segments: Optional[Array] = None, weights: Optional[Array] = None,
                        reduce_fn: Optional[ReduceFn] = jnp.mean) -> Array:
@@ -42,6 +44,7 @@ def _sigmoid_cross_entropy(scores: Array, labels: Array) -> Array:
     return jax.nn.relu(scores) - scores * labels + jnp.log(1.0 + jnp.exp(-jnp.abs(scores)))
 
 
+@register("losses.pointwise_sigmoid_loss", view="list")
 def pointwise_sigmoid_loss(scores: Array, labels: Array, *, where: Optional[Array] = None,
                            segments: Optional[Array] = None, weights: Optional[Array] = None,
                            reduce_fn: Optional[ReduceFn] = jnp.mean) -> Array:

@@ -19,8 +19,9 @@ from typing import Callable, Optional
 import jax
 import jax.numpy as jnp
 
-from ranking_jax.losses._utils import (apply_weights, as_mask, masked_logsumexp, pair_mask, pairs, restrict,
+from ranking_jax.ops import (apply_weights, as_mask, masked_logsumexp, pair_mask, pairs, restrict,
                                        safe_reduce, sanitize)
+from ranking_jax.registry import register
 
 Array = jax.Array
 ReduceFn = Optional[Callable[..., Array]]
@@ -45,6 +46,7 @@ def _check_smoothing(fn: str, label_smoothing) -> None:
         raise ValueError(f"{fn}: label_smoothing must be in [0, 0.5), got {label_smoothing}")
 
 
+@register("losses.dpo_loss", view="pairs")
 def dpo_loss(policy_chosen_logps: Array, policy_rejected_logps: Array, reference_chosen_logps: Array,
              reference_rejected_logps: Array, *, beta: float = 0.1, label_smoothing: float = 0.0,
              where: Optional[Array] = None, weights: Optional[Array] = None, reduce_fn: ReduceFn = jnp.mean) -> Array:
@@ -63,6 +65,7 @@ def dpo_loss(policy_chosen_logps: Array, policy_rejected_logps: Array, reference
     return _finish(losses, where, weights, reduce_fn)
 
 
+@register("losses.ipo_loss", view="pairs")
 def ipo_loss(policy_chosen_logps: Array, policy_rejected_logps: Array, reference_chosen_logps: Array,
              reference_rejected_logps: Array, *, beta: float = 0.1, where: Optional[Array] = None,
              weights: Optional[Array] = None, reduce_fn: ReduceFn = jnp.mean) -> Array:
@@ -76,6 +79,7 @@ def ipo_loss(policy_chosen_logps: Array, policy_rejected_logps: Array, reference
     return _finish(jnp.square(delta - 1.0 / (2.0 * beta)), where, weights, reduce_fn)
 
 
+@register("losses.hinge_dpo_loss", view="pairs")
 def hinge_dpo_loss(policy_chosen_logps: Array, policy_rejected_logps: Array, reference_chosen_logps: Array,
                    reference_rejected_logps: Array, *, beta: float = 0.1, where: Optional[Array] = None,
                    weights: Optional[Array] = None, reduce_fn: ReduceFn = jnp.mean) -> Array:
@@ -89,6 +93,7 @@ def hinge_dpo_loss(policy_chosen_logps: Array, policy_rejected_logps: Array, ref
     return _finish(jax.nn.relu(1.0 - beta * delta), where, weights, reduce_fn)
 
 
+@register("losses.robust_dpo_loss", view="pairs")
 def robust_dpo_loss(policy_chosen_logps: Array, policy_rejected_logps: Array, reference_chosen_logps: Array,
                     reference_rejected_logps: Array, *, beta: float = 0.1, label_smoothing: float = 0.1,
                     where: Optional[Array] = None, weights: Optional[Array] = None,
@@ -109,6 +114,7 @@ def robust_dpo_loss(policy_chosen_logps: Array, policy_rejected_logps: Array, re
     return _finish(losses, where, weights, reduce_fn)
 
 
+@register("losses.beta_dpo_loss", view="pairs")
 def beta_dpo_loss(policy_chosen_logps: Array, policy_rejected_logps: Array, reference_chosen_logps: Array,
                   reference_rejected_logps: Array, *, beta: float = 0.1, alpha: float = 0.6, keep: float = 0.8,
                   gap_mean: Optional[Array] = None, gap_std: Optional[Array] = None, where: Optional[Array] = None,
@@ -165,6 +171,7 @@ def madpo_weight(chosen_rewards: Array, rejected_rewards: Array, *, c_max: float
     return jnp.where(m > -tau, w, 1.0)
 
 
+@register("losses.madpo_loss", view="rewarded_pairs")
 def madpo_loss(policy_chosen_logps: Array, policy_rejected_logps: Array, reference_chosen_logps: Array,
                reference_rejected_logps: Array, chosen_rewards: Array, rejected_rewards: Array, *,
                beta: float = 0.1, c_max: float = 2.0, c_min: float = 0.5, lam: float = 1.0,
@@ -194,6 +201,7 @@ def _bounded_likelihood(x: Array) -> Array:
     return jnp.where(small, 1.0 - x / 2.0 + x * x / 12.0, safe / jnp.expm1(safe))
 
 
+@register("losses.mapo_loss", view="pair_nll")
 def mapo_loss(chosen_losses: Array, rejected_losses: Array, *, beta: float = 0.1, gamma: float = 0.5,
               scale: float = 1000.0, where: Optional[Array] = None, weights: Optional[Array] = None,
               reduce_fn: ReduceFn = jnp.mean) -> Array:
@@ -217,6 +225,7 @@ def mapo_loss(chosen_losses: Array, rejected_losses: Array, *, beta: float = 0.1
 _IRPO_WEIGHTINGS = ("dcg", "log_discount", "rank_discount")
 
 
+@register("losses.irpo_loss", view="groups")
 def irpo_loss(policy_logps: Array, reference_logps: Array, labels: Array, *, ranks: Optional[Array] = None,
               beta: float = 1.0, weighting: str = "dcg", where: Optional[Array] = None,
               weights: Optional[Array] = None, reduce_fn: ReduceFn = jnp.mean) -> Array:
@@ -260,6 +269,7 @@ def irpo_loss(policy_logps: Array, reference_logps: Array, labels: Array, *, ran
     return safe_reduce(losses, where=n >= 2, reduce_fn=reduce_fn)
 
 
+@register("losses.bradley_terry_loss", view="reward_pairs")
 def bradley_terry_loss(chosen_rewards: Array, rejected_rewards: Array, *, ties: Optional[Array] = None,
                        margin: float = 0.0, tie_weight: float = 1.0, label_smoothing: float = 0.0,
                        where: Optional[Array] = None, weights: Optional[Array] = None,
@@ -285,6 +295,7 @@ def bradley_terry_loss(chosen_rewards: Array, rejected_rewards: Array, *, ties: 
     return _finish(bt, where, weights, reduce_fn)
 
 
+@register("losses.soft_bradley_terry_loss", view="soft_pairs")
 def soft_bradley_terry_loss(scores: Array, pair_labels: Array, *, confidence: float = 0.5,
                             label_temperature: float = 1.0, pair_where: Optional[Array] = None,
                             where: Optional[Array] = None, weights: Optional[Array] = None,

@@ -19,8 +19,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ranking_jax.losses._utils import (Array, approx_cutoff, approx_ranks, as_mask, restrict, same_segment_mask,
+from ranking_jax.ops import (Array, approx_cutoff, approx_ranks, as_mask, restrict, same_segment_mask,
                                        sanitize, softmax)
+from ranking_jax.registry import register
 
 __all__ = ["approx_t12n", "bound_t12n", "gumbel_t12n", "segment_t12n"]
 
@@ -83,6 +84,7 @@ def _smooth_metric_loss(metric_fn, rank_step_fn, cutoff_step_fn, name_format, do
     return loss_fn
 
 
+@register("losses.approx_t12n", factory=True, view="list", example="losses.approx_t12n(metrics.ndcg_metric)")
 def approx_t12n(metric_fn: Callable[..., Array], temperature: float = 1.0) -> Callable[..., Array]:
     r"""Turns ``metric_fn`` into the loss ``-metric`` with sigmoid-smoothed ranks and cut-offs (Qin, Liu, Li 2010,
     "A general approximation framework for direct optimization of information retrieval measures"):
@@ -104,6 +106,7 @@ def approx_t12n(metric_fn: Callable[..., Array], temperature: float = 1.0) -> Ca
     return _smooth_metric_loss(metric_fn, step_fn, step_fn, "approx_{fun}", "Approx {doc}")
 
 
+@register("losses.bound_t12n", factory=True, view="list", example="losses.bound_t12n(metrics.ndcg_metric)")
 def bound_t12n(metric_fn: Callable[..., Array]) -> Callable[..., Array]:
     r"""Turns ``metric_fn`` into the loss ``-metric`` with hinge bounds: ranks use the upper bound
     :math:`\max(0, 1 + s_j - s_i)` of the step function and cut-offs the lower bound :math:`1 - \max(0, 1 - x)`, so
@@ -171,6 +174,17 @@ def gumbel_t12n(loss_or_metric_fn: Callable[..., Array], *, samples: int = 8, be
         return loss_or_metric_fn(gumbel_scores, labels, **kwargs)
 
     return _with_kwargs(loss_or_metric_fn, gumbel_fn, "key")
+
+
+@register("losses.gumbel_t12n", factory=True, view="list", key=True,
+          example="losses.gumbel_t12n(losses.approx_t12n(metrics.ndcg_metric))")
+def _gumbel_loss(loss_fn: Callable[..., Array], **kwargs) -> Callable[..., Array]:
+    """:func:`gumbel_t12n` of a loss (a metric would be maximized as a loss: wrap ``approx_t12n(metric)``)."""
+    from ranking_jax import registry
+    if any(registry.entry(n).fn is loss_fn for n in registry.names("metrics")):
+        raise ValueError(f"gumbel_t12n of the metric {loss_fn.__name__} is a metric, not a loss; wrap a loss, e.g. "
+                         f"losses.gumbel_t12n(losses.approx_t12n(metrics.{loss_fn.__name__}))")
+    return gumbel_t12n(loss_fn, **kwargs)
 
 
 def segment_t12n(loss_or_metric_fn: Callable[..., Array]) -> Callable[..., Array]:

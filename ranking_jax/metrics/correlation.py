@@ -8,7 +8,7 @@ from typing import Callable, Optional
 import jax
 import jax.numpy as jnp
 
-from ranking_jax.losses._utils import pair_mask, pairs, safe_reduce, sanitize
+from ranking_jax.ops import pair_mask, pairs, safe_reduce, sanitize
 
 Array = jax.Array
 

@@ -32,7 +32,7 @@ from typing import Callable, NamedTuple, Optional, Sequence, Union
 import jax
 import jax.numpy as jnp
 
-from ranking_jax.losses._utils import safe_reduce, sanitize
+from ranking_jax.ops import safe_reduce, sanitize
 
 Array = jax.Array
 

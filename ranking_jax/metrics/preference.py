@@ -12,7 +12,7 @@ from typing import Callable, Optional
 import jax
 import jax.numpy as jnp
 
-from ranking_jax.losses._utils import safe_reduce, sanitize
+from ranking_jax.ops import safe_reduce, sanitize
 
 Array = jax.Array
 

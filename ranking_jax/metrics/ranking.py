@@ -36,7 +36,7 @@ from typing import Callable, NamedTuple, Optional, Sequence, Union
 import jax
 import jax.numpy as jnp
 
-from ranking_jax.losses._utils import (
+from ranking_jax.ops import (
     apply_weights,
     cutoff,
     default_discount_fn,
@@ -52,6 +52,7 @@ from ranking_jax.losses._utils import (
     segment_max,
     sort_by,
 )
+from ranking_jax.registry import register
 
 Array = jax.Array
 TopN = Union[None, int, Sequence[Optional[int]]]
@@ -217,6 +218,7 @@ def _prepare(scores: Array, labels: Array, where: Optional[Array]) -> tuple[Arra
 # Binary-relevance metrics.
 
 
+@register("metrics.mrr_metric")
 def mrr_metric(scores: Array, labels: Array, *, where: Optional[Array] = None, segments: Optional[Array] = None,
                topn: TopN = None, key: Optional[Array] = None, rank_fn: Callable[..., Array] = ranks,
                cutoff_fn: Callable[..., Array] = cutoff, reduce_fn: Optional[Callable[..., Array]] = jnp.mean,
@@ -250,6 +252,7 @@ def mrr_metric(scores: Array, labels: Array, *, where: Optional[Array] = None, s
     return _reduce(values, several=several, where=where, segments=segments, reduce_fn=reduce_fn)
 
 
+@register("metrics.recall_metric")
 def recall_metric(scores: Array, labels: Array, *, where: Optional[Array] = None,
                   segments: Optional[Array] = None, topn: TopN = None, key: Optional[Array] = None,
                   rank_fn: Callable[..., Array] = ranks, cutoff_fn: Callable[..., Array] = cutoff,
@@ -269,6 +272,7 @@ def recall_metric(scores: Array, labels: Array, *, where: Optional[Array] = None
     return _reduce(values, several=several, where=where, segments=segments, reduce_fn=reduce_fn)
 
 
+@register("metrics.precision_metric")
 def precision_metric(scores: Array, labels: Array, *, where: Optional[Array] = None,
                      segments: Optional[Array] = None, topn: TopN = None, key: Optional[Array] = None,
                      rank_fn: Callable[..., Array] = ranks, cutoff_fn: Callable[..., Array] = cutoff,
@@ -299,6 +303,7 @@ def precision_metric(scores: Array, labels: Array, *, where: Optional[Array] = N
     return _reduce(values, several=several, where=where, segments=segments, reduce_fn=reduce_fn)
 
 
+@register("metrics.ap_metric")
 def ap_metric(scores: Array, labels: Array, *, where: Optional[Array] = None, segments: Optional[Array] = None,
               topn: TopN = None, key: Optional[Array] = None, rank_fn: Callable[..., Array] = ranks,
               cutoff_fn: Callable[..., Array] = cutoff, reduce_fn: Optional[Callable[..., Array]] = jnp.mean,
@@ -332,6 +337,7 @@ def _dcg(view: _View, discount_fn: Callable[[Array], Array]) -> list[Array]:
     return [view.total(c * gains * discounts) for c in view.cutoffs]
 
 
+@register("metrics.dcg_metric")
 def dcg_metric(scores: Array, labels: Array, *, where: Optional[Array] = None, segments: Optional[Array] = None,
                topn: TopN = None, weights: Optional[Array] = None, key: Optional[Array] = None,
                gain_fn: Callable[[Array], Array] = default_gain_fn,
@@ -353,6 +359,7 @@ def dcg_metric(scores: Array, labels: Array, *, where: Optional[Array] = None, s
     return _reduce(_dcg(view, discount_fn), several=several, where=where, segments=segments, reduce_fn=reduce_fn)
 
 
+@register("metrics.ndcg_metric")
 def ndcg_metric(scores: Array, labels: Array, *, where: Optional[Array] = None, segments: Optional[Array] = None,
                 topn: TopN = None, weights: Optional[Array] = None, key: Optional[Array] = None,
                 gain_fn: Callable[[Array], Array] = default_gain_fn,
@@ -382,6 +389,7 @@ def ndcg_metric(scores: Array, labels: Array, *, where: Optional[Array] = None, 
 # Pairwise.
 
 
+@register("metrics.opa_metric")
 def opa_metric(scores: Array, labels: Array, *, where: Optional[Array] = None,
                reduce_fn: Optional[Callable[..., Array]] = jnp.mean) -> Array:
     r"""Ordered pair accuracy, :math:`\sum_{i,j} \mathbb{1}[s_i > s_j]\mathbb{1}[y_i > y_j] / \sum_{i,j}

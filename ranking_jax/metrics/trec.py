@@ -1,10 +1,7 @@
-"""TREC-style evaluation: qrels/run files in, trec_eval's numbers out, computed with :mod:`ranking_jax.metrics`.
+"""TREC-style evaluation: qrels and run dicts in, trec_eval's numbers out, computed with :mod:`ranking_jax.metrics`.
 
-Formats (whitespace-separated, one record a line; blank lines are skipped):
-
-* qrels: ``QUERY_ID ITERATION DOC_ID RELEVANCE`` (integer relevance; the iteration column is ignored; BEIR's
-  ``query-id<TAB>corpus-id<TAB>score`` is accepted too).
-* run: ``QUERY_ID Q0 DOC_ID RANK SCORE TAG`` (the rank column is ignored, as trec_eval does).
+Inputs are ``{query_id: {doc_id: relevance}}`` qrels and ``{query_id: {doc_id: score}}`` runs; the files are read
+and written by :mod:`ranking_jax.data.formats` (``read_qrels``, ``read_run``, ``write_run``).
 
 Semantics are trec_eval's (as run by ``ir-measures`` over ``pytrec_eval``):
 
@@ -28,96 +25,19 @@ binary ones optionally with a relevance level, e.g. ``P(rel=2)@5``; aliases ``ND
 from __future__ import annotations
 
 import math
-import os
 import re
-from typing import Iterable, Iterator, Mapping, NamedTuple, Optional, Sequence, Union
+from typing import Iterable, Mapping, NamedTuple, Optional, Sequence, Union
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ranking_jax.data import formats
 from ranking_jax.metrics import ranking
 
-__all__ = ["Measure", "aggregate", "evaluate", "evaluate_per_query", "parse_measures", "read_qrels", "read_run",
-           "write_run"]
+__all__ = ["Measure", "aggregate", "evaluate", "evaluate_per_query", "parse_measures"]
 
-PathLike = Union[str, os.PathLike]
 Qrels = Mapping[str, Mapping[str, int]]
 Run = Mapping[str, Mapping[str, float]]
-
-_RUN_FORMAT = "'QUERY_ID Q0 DOC_ID RANK SCORE TAG' (6 whitespace-separated fields, numeric SCORE)"
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Files.
-
-
-def _by_query(records: Iterable[tuple[int, str, str, float]], path: PathLike, rule: str,
-              verb: str) -> dict[str, dict[str, float]]:
-    """``{query_id: {doc_id: value}}`` from ``(line, query_id, doc_id, value)`` records; a second record of the same
-    (query, document) raises ``ValueError`` naming ``file:line``."""
-    table: dict[str, dict[str, float]] = {}
-    first_line: dict[tuple[str, str], int] = {}
-    for lineno, qid, docno, value in records:
-        seen = first_line.setdefault((qid, docno), lineno)
-        if seen != lineno:
-            raise formats.DataFormatError(path, lineno, f"{rule}, but document {docno!r} of query {qid!r} was "
-                                          f"already {verb} at line {seen}")
-        table.setdefault(qid, {})[docno] = value
-    return table
-
-
-def read_qrels(path: PathLike) -> dict[str, dict[str, int]]:
-    """Reads TREC (or BEIR) qrels into ``{query_id: {doc_id: relevance}}``.
-
-    Parsing is :func:`ranking_jax.data.formats.read_qrels` (``.gz`` accepted); a malformed line, or a second
-    judgment of the same (query, document), raises ``ValueError`` naming ``file:line``.
-    """
-    return _by_query(formats.read_qrels(path), path, "one judgment per (query, document)", "judged")
-
-
-def _run_records(path: PathLike) -> Iterator[tuple[int, str, str, float]]:
-    """Yields ``(line, query_id, doc_id, score)`` of a TREC run; the RANK column is not read."""
-    with formats.open_text(path) as f:
-        for lineno, line in enumerate(f, start=1):
-            fields = line.split()
-            if not fields:
-                continue
-            try:
-                qid, _, docno, _, score, _ = fields
-                value = float(score)
-            except ValueError:
-                raise formats.DataFormatError(path, lineno, _RUN_FORMAT, line.rstrip()) from None
-            if math.isnan(value):
-                raise formats.DataFormatError(path, lineno, "a numeric SCORE, not NaN", line.rstrip())
-            yield lineno, qid, docno, value
-
-
-def read_run(path: PathLike) -> dict[str, dict[str, float]]:
-    """Reads a TREC run file into ``{query_id: {doc_id: score}}`` (``.gz`` accepted).
-
-    A malformed line, a NaN score, or a document listed twice for one query raises ``ValueError`` naming
-    ``file:line``. The RANK column is not read: trec_eval ranks by score.
-    """
-    return _by_query(_run_records(path), path, "each document at most once per query", "listed")
-
-
-def _trec_order(docs: Mapping[str, float]) -> list[str]:
-    """Document ids ranked as trec_eval does: score descending, then doc id descending."""
-    by_docno = sorted(docs, reverse=True)
-    return sorted(by_docno, key=lambda d: -docs[d])  # stable: keeps doc-id-descending order within ties
-
-
-def write_run(path: PathLike, run: Run, *, tag: str = "ranking_jax", depth: Optional[int] = None) -> None:
-    """Writes ``{query_id: {doc_id: score}}`` as a TREC run, queries sorted by id, documents in trec_eval's order
-    (ranks 1, 2, ...), at most ``depth`` documents a query. Scores are written with full precision."""
-    if not tag or any(c.isspace() for c in tag):
-        raise ValueError(f"write_run: tag must be a non-empty word without whitespace, got {tag!r}")
-    with open(path, "w", encoding="utf-8") as f:
-        for qid in sorted(run):
-            for rank, docno in enumerate(_trec_order(run[qid])[:depth], start=1):
-                f.write(f"{qid} Q0 {docno} {rank} {float(run[qid][docno])!r} {tag}\n")
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -174,6 +94,13 @@ def parse_measures(measures: Union[str, Iterable[Union[str, Measure]]]) -> list[
 
 # ----------------------------------------------------------------------------------------------------------------
 # Evaluation.
+
+
+def _trec_order(docs: Mapping[str, float]) -> list[str]:
+    """Document ids ranked as trec_eval does: score descending, then doc id descending (the same order as
+    :func:`ranking_jax.data.formats.ranked`, kept here so that evaluation imports nothing from the data package)."""
+    by_docno = sorted(docs, reverse=True)
+    return sorted(by_docno, key=lambda d: -docs[d])  # stable: keeps doc-id-descending order within ties
 
 
 def _round_up(n: int, multiple: int = 64) -> int:

@@ -1,4 +1,5 @@
-"""Pieces the model families share: building an encoder from a config or a pretrained dir, dense heads."""
+"""Pieces the model families share: the output protocol, building an encoder from a config or a pretrained dir,
+dense heads."""
 
 from __future__ import annotations
 
@@ -67,6 +68,25 @@ def build_encoder(*, pretrained: str | pathlib.Path | None = None, config: BertC
     if unset:
         raise ValueError(f"{path}: the checkpoint left encoder parameter(s) {unset} unset")
     return encoder, tensors
+
+
+class Scorer:
+    """The output protocol every model family follows (:mod:`ranking_jax.views` names the outputs).
+
+    ``represent(batch)`` runs the parameters: per-row arrays (leading batch axis) from which ``outputs(reps,
+    batch, kinds)`` computes the requested outputs without parameters (e.g. a bi-encoder's query and document
+    vectors, from which it forms list scores and the in-batch score matrix). GradCache relies on that split.
+    The default (families that score (query, document) jointly) represents a batch by its scores.
+    """
+    OUTPUTS: tuple[str, ...] = ("scores",)
+
+    def represent(self, batch: dict[str, Any], *, deterministic: bool = True,
+                  rngs: nnx.Rngs | None = None) -> dict[str, jax.Array]:
+        return {"scores": self(batch, deterministic=deterministic, rngs=rngs)}
+
+    def outputs(self, reps: dict[str, jax.Array], batch: dict[str, Any],
+                kinds: Sequence[str] = ("scores",)) -> dict[str, jax.Array]:
+        return {k: reps[k] for k in kinds}
 
 
 class Dense(nnx.Module):

@@ -10,18 +10,20 @@ from flax import nnx
 
 from ranking_jax import scoring
 from ranking_jax.models import pretrained as hf
-from ranking_jax.models._common import make_encoder, resolve_pretrained
+from ranking_jax.models._common import Scorer, make_encoder, resolve_pretrained
 from ranking_jax.models.encoder import BertConfig, Encoder, check_pooling, pool
+from ranking_jax.registry import register
 
 __all__ = ["BiEncoder", "bi_encoder"]
 
 _SIMILARITIES = ("dot", "cosine")
 
 
-class BiEncoder(nnx.Module):
+class BiEncoder(Scorer, nnx.Module):
     """Query and document towers (shared unless ``doc_encoder`` is given) with CLS or mean pooling and
-    dot or cosine similarity. ``__call__`` scores each query's ``L`` candidates ``[B, L]``;
-    :meth:`score_matrix` scores every query against every document of the batch ``[B, B*L]``."""
+    dot or cosine similarity. ``__call__`` scores each query's ``L`` candidates ``[B, L]``; :meth:`outputs` also
+    gives the in-batch ``score_matrix`` and E2Rank's ``pseudo_scores``."""
+    OUTPUTS = ("scores", "score_matrix", "pseudo_scores")
 
     def __init__(self, query_encoder: Encoder, doc_encoder: Encoder | None = None, *, pooling: str = "cls",
                  similarity: str = "dot"):
@@ -45,21 +47,30 @@ class BiEncoder(nnx.Module):
                     rngs: nnx.Rngs | None = None) -> jax.Array:
         return self._encode(self.doc_encoder or self.query_encoder, ids, mask, deterministic, rngs)
 
-    def _both(self, batch, deterministic, rngs):
-        q = self.encode_queries(batch["query_ids"], batch["query_mask"], deterministic=deterministic, rngs=rngs)
-        d = self.encode_docs(batch["doc_ids"], batch["doc_mask"], deterministic=deterministic, rngs=rngs)
-        return q, d
+    def represent(self, batch: dict[str, Any], *, deterministic: bool = True,
+                  rngs: nnx.Rngs | None = None) -> dict[str, jax.Array]:
+        """Query ``[B, D]`` and document ``[B, L, D]`` vectors (and E2Rank's pseudo-query ``[B, D]`` when the batch
+        has ``pseudo_ids``: the query tower over the query and its first-stage top documents)."""
+        reps = {"queries": self.encode_queries(batch["query_ids"], batch["query_mask"], deterministic=deterministic,
+                                               rngs=rngs),
+                "docs": self.encode_docs(batch["doc_ids"], batch["doc_mask"], deterministic=deterministic, rngs=rngs)}
+        if "pseudo_ids" in batch:
+            reps["pseudo"] = self.encode_queries(batch["pseudo_ids"], batch["pseudo_mask"],
+                                                 deterministic=deterministic, rngs=rngs)
+        return reps
+
+    def outputs(self, reps: dict[str, jax.Array], batch: dict[str, Any],
+                kinds: Sequence[str] = ("scores",)) -> dict[str, jax.Array]:
+        """``scores [B, L]``, ``score_matrix [B, B*L]`` (column ``b' * L + l`` is document ``l`` of query ``b'``)
+        and ``pseudo_scores [B, L]``, all by the model's similarity."""
+        q, d = reps["queries"], reps["docs"]
+        make = {"scores": lambda: scoring.dot(q, d),
+                "score_matrix": lambda: scoring.dot_matrix(q, d.reshape(-1, d.shape[-1])),
+                "pseudo_scores": lambda: scoring.dot(reps["pseudo"], d)}
+        return {k: make[k]() for k in kinds}
 
     def __call__(self, batch: dict[str, Any], *, deterministic: bool = True, rngs: nnx.Rngs | None = None):
-        q, d = self._both(batch, deterministic, rngs)
-        return scoring.dot(q, d)
-
-    def score_matrix(self, batch: dict[str, Any], *, deterministic: bool = True,
-                     rngs: nnx.Rngs | None = None) -> jax.Array:
-        """In-batch negatives: ``[B, B*L]``, column ``b' * L + l`` is doc ``l`` of query ``b'``; mask with
-        ``batch["mask"].reshape(-1)`` broadcast over rows."""
-        q, d = self._both(batch, deterministic, rngs)
-        return scoring.dot_matrix(q, d.reshape(-1, d.shape[-1]))
+        return self.outputs(self.represent(batch, deterministic=deterministic, rngs=rngs), batch)["scores"]
 
     @classmethod
     def from_pretrained(cls, path: str | pathlib.Path, **kw) -> "BiEncoder":
@@ -74,6 +85,7 @@ class BiEncoder(nnx.Module):
         return out
 
 
+@register("models.bi_encoder", outputs=BiEncoder.OUTPUTS)
 def bi_encoder(*, pretrained: str | pathlib.Path | None = None, config: BertConfig | dict | None = None,
                pooling: str = "cls", similarity: str = "dot", shared: bool = True, dtype: str = "float32",
                remat: bool = False, include: Sequence[str] | None = None, exclude: Sequence[str] | None = None,

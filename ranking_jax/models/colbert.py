@@ -11,9 +11,10 @@ import jax.numpy as jnp
 from flax import nnx
 
 from ranking_jax import scoring
-from ranking_jax.models._common import Dense, make_encoder, resolve_pretrained
+from ranking_jax.models._common import Dense, Scorer, make_encoder, resolve_pretrained
 from ranking_jax.models.encoder import BertConfig, Encoder
 from ranking_jax.models.pretrained import load_tokenizer
+from ranking_jax.registry import register
 
 __all__ = ["ColBERT", "colbert", "punctuation_ids"]
 
@@ -24,13 +25,14 @@ def punctuation_ids(tokenizer) -> list[int]:
     return sorted(i for i in ids if i is not None)
 
 
-class ColBERT(nnx.Module):
+class ColBERT(Scorer, nnx.Module):
     """Token embeddings -> linear projection (``dim``, no bias) -> L2 norm -> sum of MaxSim.
 
     Query ``[MASK]`` augmentation comes with the tokenization (``query_ids`` already padded with
     [MASK] and ``query_mask`` 1 there). ``skip_ids`` (e.g. :func:`punctuation_ids`) are masked out of
     the documents. MaxSim runs ``chunk_size`` candidates at a time (:func:`ranking_jax.scoring.maxsim`).
     """
+    OUTPUTS = ("scores", "score_matrix")
 
     def __init__(self, encoder: Encoder, *, dim: int = 128, skip_ids: Sequence[int] = (),
                  chunk_size: int | None = 16, rngs: nnx.Rngs):
@@ -57,26 +59,33 @@ class ColBERT(nnx.Module):
         """``[..., Td]`` -> ``([..., Td, dim], token mask [..., Td])`` with ``skip_ids`` masked."""
         return self._tokens(ids, mask, deterministic, rngs), self.doc_token_mask(ids, mask)
 
-    def _both(self, batch, deterministic, rngs):
-        q = self.encode_queries(batch["query_ids"], batch["query_mask"], deterministic=deterministic, rngs=rngs)
-        d, d_mask = self.encode_docs(batch["doc_ids"], batch["doc_mask"], deterministic=deterministic, rngs=rngs)
-        return q, d, d_mask
+    def represent(self, batch: dict[str, Any], *, deterministic: bool = True,
+                  rngs: nnx.Rngs | None = None) -> dict[str, jax.Array]:
+        """Unit query token vectors ``[B, Tq, dim]`` and document token vectors ``[B, L, Td, dim]``."""
+        return {"queries": self.encode_queries(batch["query_ids"], batch["query_mask"], deterministic=deterministic,
+                                               rngs=rngs),
+                "docs": self._tokens(batch["doc_ids"], batch["doc_mask"], deterministic, rngs)}
+
+    def outputs(self, reps: dict[str, jax.Array], batch: dict[str, Any],
+                kinds: Sequence[str] = ("scores",)) -> dict[str, jax.Array]:
+        """MaxSim ``scores [B, L]`` and the in-batch ``score_matrix [B, B*L]`` (column ``b' * L + l``)."""
+        q, d = reps["queries"], reps["docs"]
+        q_mask, d_mask = batch["query_mask"], self.doc_token_mask(batch["doc_ids"], batch["doc_mask"])
+        make = {"scores": lambda: scoring.maxsim(q, d, q_mask, d_mask, chunk_size=self.chunk_size),
+                "score_matrix": lambda: scoring.maxsim_matrix(q, d.reshape(-1, *d.shape[-2:]), q_mask,
+                                                              d_mask.reshape(-1, d_mask.shape[-1]),
+                                                              chunk_size=self.chunk_size)}
+        return {k: make[k]() for k in kinds}
 
     def __call__(self, batch: dict[str, Any], *, deterministic: bool = True, rngs: nnx.Rngs | None = None):
-        q, d, d_mask = self._both(batch, deterministic, rngs)
-        return scoring.maxsim(q, d, batch["query_mask"], d_mask, chunk_size=self.chunk_size)
-
-    def score_matrix(self, batch: dict[str, Any], *, deterministic: bool = True, rngs: nnx.Rngs | None = None):
-        """In-batch negatives ``[B, B*L]`` (column ``b' * L + l``)."""
-        q, d, d_mask = self._both(batch, deterministic, rngs)
-        return scoring.maxsim_matrix(q, d.reshape(-1, *d.shape[-2:]), batch["query_mask"],
-                                     d_mask.reshape(-1, d_mask.shape[-1]), chunk_size=self.chunk_size)
+        return self.outputs(self.represent(batch, deterministic=deterministic, rngs=rngs), batch)["scores"]
 
     @classmethod
     def from_pretrained(cls, path: str | pathlib.Path, **kw) -> "ColBERT":
         return colbert(pretrained=path, **kw)
 
 
+@register("models.colbert", outputs=ColBERT.OUTPUTS)
 def colbert(*, pretrained: str | pathlib.Path | None = None, config: BertConfig | dict | None = None,
             dim: int = 128, skip_ids: Sequence[int] = (), mask_punctuation: bool = False,
             chunk_size: int | None = 16, dtype: str = "float32", remat: bool = False,

@@ -10,13 +10,14 @@ import numpy as np
 from flax import nnx
 
 from ranking_jax.models import pretrained as hf
-from ranking_jax.models._common import Dense, build_encoder, resolve_pretrained
+from ranking_jax.models._common import Dense, Scorer, build_encoder, resolve_pretrained
 from ranking_jax.models.encoder import BertConfig, Encoder, dropout
+from ranking_jax.registry import register
 
 __all__ = ["CrossEncoder", "cross_encoder"]
 
 
-class CrossEncoder(nnx.Module):
+class CrossEncoder(Scorer, nnx.Module):
     """Scores ``batch["pair_ids"|"pair_mask"|"pair_type_ids"]`` ``[B, L, T]`` -> ``[B, L]``.
 
     The head reads the last layer's [CLS] vector (no pooler, as BERT_CAT in matchmaker), after dropout
@@ -45,6 +46,7 @@ class CrossEncoder(nnx.Module):
                                   config_updates={"ranking_jax_family": "cross_encoder"})
 
 
+@register("models.cross_encoder", outputs=CrossEncoder.OUTPUTS)
 def cross_encoder(*, pretrained: str | pathlib.Path | None = None, config: BertConfig | dict | None = None,
                   dtype: str = "float32", remat: bool = False, include: Sequence[str] | None = None,
                   exclude: Sequence[str] | None = None, seed: int = 0, **config_overrides) -> CrossEncoder:

@@ -3,7 +3,8 @@
 Post-LN blocks ``x = LN(x + Attn(x)); x = LN(x + W2 gelu(W1 x))`` with exact-erf GELU, learned token,
 position and type embeddings, and a padding mask on the keys. Every parameter carries logical axis names
 (``vocab``, ``embed``, ``heads``, ``kv``, ``mlp``) and the main activations are constrained to
-``("batch", "length", "embed")``; :mod:`ranking_jax.sharding` maps them to the mesh.
+``("batch", "length", "embed")`` with flax's ``with_logical_constraint``; the rules in force (flax's
+``logical_axis_rules``, set by :func:`ranking_jax.sharding.axis_rules`) map them to the mesh.
 
 Attention runs heads-major and normalizes after the value product, ``softmax(l) v = (e^{l - max l} v) /
 sum e^{l - max l}``, one pass less over the [N, H, T, T] scores. Heads that read [CLS] only pass
@@ -27,8 +28,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 from flax import nnx
+from flax.linen import with_logical_constraint as constrain
 
-from ranking_jax.sharding import constrain
 
 __all__ = ["BertConfig", "Encoder", "TransformerLayer", "mixed_einsum", "dropout", "mean_pool", "cls_pool",
            "pool", "check_pooling", "POOLINGS"]

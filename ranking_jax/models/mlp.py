@@ -13,8 +13,11 @@ from typing import Sequence
 import jax
 import jax.numpy as jnp
 from flax import nnx
+from flax.linen import with_logical_constraint as constrain
 
-from ranking_jax import scoring, sharding
+from ranking_jax import scoring
+from ranking_jax.models._common import Scorer
+from ranking_jax.registry import register
 
 __all__ = ["MlpRanker", "mlp_ranker", "MlpEmbedder", "mlp_embedder"]
 
@@ -42,7 +45,7 @@ class _Trunk(nnx.Module):
         return self.out(h)
 
 
-class MlpRanker(_Trunk):
+class MlpRanker(Scorer, _Trunk):
     """``score(x) = w_out · h_n``, ``h_{k+1} = dropout(act(LN(W_k h_k + b_k)))``; items scored independently."""
 
     def __init__(self, num_features: int, *, hidden: Sequence[int] = (256, 256, 128), dropout: float = 0.1,
@@ -51,11 +54,11 @@ class MlpRanker(_Trunk):
                          out_names=("mlp", None), rngs=rngs)
 
     def __call__(self, batch, *, deterministic: bool = True, rngs: nnx.Rngs | None = None) -> jax.Array:
-        h = sharding.constrain(jnp.asarray(batch["features"], jnp.float32), ("batch", "length", "embed"))
+        h = constrain(jnp.asarray(batch["features"], jnp.float32), ("batch", "length", "embed"))
         return self._forward(h, deterministic=deterministic, rngs=rngs)[..., 0]
 
 
-class MlpEmbedder(_Trunk):
+class MlpEmbedder(Scorer, _Trunk):
     """``e(x) = W_out h_n / ||W_out h_n||`` (no normalization with ``normalize=False``) of ``batch[input_key]``
     ``[B, F]`` -> ``[B, dim]``."""
 
@@ -65,12 +68,18 @@ class MlpEmbedder(_Trunk):
                          out_names=("mlp", "embed"), rngs=rngs)
         self.normalize, self.input_key = normalize, input_key
 
+    OUTPUTS = ("embeddings",)
+
+    def represent(self, batch, *, deterministic: bool = True, rngs: nnx.Rngs | None = None) -> dict[str, jax.Array]:
+        return {"embeddings": self(batch, deterministic=deterministic, rngs=rngs)}
+
     def __call__(self, batch, *, deterministic: bool = True, rngs: nnx.Rngs | None = None) -> jax.Array:
-        h = sharding.constrain(jnp.asarray(batch[self.input_key], jnp.float32), ("batch", "embed"))
-        e = sharding.constrain(self._forward(h, deterministic=deterministic, rngs=rngs), ("batch", "embed"))
+        h = constrain(jnp.asarray(batch[self.input_key], jnp.float32), ("batch", "embed"))
+        e = constrain(self._forward(h, deterministic=deterministic, rngs=rngs), ("batch", "embed"))
         return scoring.l2_normalize(e) if self.normalize else e
 
 
+@register("models.mlp_ranker", outputs=MlpRanker.OUTPUTS)
 def mlp_ranker(*, num_features: int, hidden: Sequence[int] = (256, 256, 128), dropout: float = 0.1,
                layer_norm: bool = True, seed: int = 0) -> MlpRanker:
     with nnx.use_eager_sharding(False):
@@ -78,6 +87,7 @@ def mlp_ranker(*, num_features: int, hidden: Sequence[int] = (256, 256, 128), dr
                          rngs=nnx.Rngs(seed))
 
 
+@register("models.mlp_embedder", outputs=MlpEmbedder.OUTPUTS)
 def mlp_embedder(*, num_features: int, hidden: Sequence[int] = (256,), dim: int = 64, normalize: bool = True,
                  dropout: float = 0.0, layer_norm: bool = True, input_key: str = "images",
                  seed: int = 0) -> MlpEmbedder:

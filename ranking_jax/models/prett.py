@@ -11,13 +11,14 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from ranking_jax.models._common import Dense, make_encoder
+from ranking_jax.models._common import Dense, Scorer, make_encoder
 from ranking_jax.models.encoder import BertConfig, Encoder, dropout
+from ranking_jax.registry import register
 
 __all__ = ["PreTT", "prett"]
 
 
-class PreTT(nnx.Module):
+class PreTT(Scorer, nnx.Module):
     """Query states are computed once per query and shared by its ``L`` candidates.
 
     Token types: 0 for the query, 1 for the document. Document positions continue after the padded
@@ -64,6 +65,7 @@ class PreTT(nnx.Module):
         return prett(pretrained=path, **kw)
 
 
+@register("models.prett", outputs=PreTT.OUTPUTS)
 def prett(*, pretrained: str | pathlib.Path | None = None, config: BertConfig | dict | None = None,
           split_layer: int | None = None, dtype: str = "float32", remat: bool = False,
           include: Sequence[str] | None = None, exclude: Sequence[str] | None = None, seed: int = 0,

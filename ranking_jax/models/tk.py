@@ -16,12 +16,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
+from flax.linen import with_logical_constraint as constrain
 
 from ranking_jax import scoring
 from ranking_jax.models import pretrained as hf
-from ranking_jax.models._common import resolve_pretrained
+from ranking_jax.models._common import Scorer, resolve_pretrained
 from ranking_jax.models.encoder import TransformerLayer, _param
-from ranking_jax.sharding import constrain
+from ranking_jax.registry import register
 
 __all__ = ["TK", "tk", "sinusoidal_positions"]
 
@@ -38,7 +39,7 @@ def sinusoidal_positions(length: int, dim: int, *, offset: int = 0, min_timescal
     return out.astype(np.float32)
 
 
-class TK(nnx.Module):
+class TK(Scorer, nnx.Module):
     """TK over ``batch["query_ids"|"query_mask"]`` ``[B, Tq]`` and ``batch["doc_ids"|"doc_mask"]`` ``[B, L, Td]``."""
 
     def __init__(self, vocab_size: int, embed_dim: int, *, num_layers: int = 2, num_heads: int = 12,
@@ -84,6 +85,7 @@ class TK(nnx.Module):
         return phi @ self.kernel_weights[...]
 
 
+@register("models.tk", outputs=TK.OUTPUTS)
 def tk(*, pretrained: str | pathlib.Path | None = None, vocab_size: int = 30522, embed_dim: int = 384,
        num_layers: int = 2, num_heads: int = 12, mlp_dim: int = 384,
        kernel_mus: Sequence[float] = scoring.TK_KERNEL_MUS, kernel_sigma: float = 0.1,

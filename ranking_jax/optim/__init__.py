@@ -11,8 +11,10 @@ The chain, for every name::
 add it to the gradient, L2-style; adamw, lamb and adafactor decouple it). Regexes use ``re.search``.
 Swapping the optimizer is one line: ``--config.optimizer.name=sam`` (the base stays ``optimizer.base``).
 
-A train step calls ``tx.update(grads, opt_state, params, grad_fn=..., logits=..., logits_fn=...)``:
-extra arguments an optimizer does not use are ignored, so one train step serves every name.
+A train step calls ``tx.update(grads, opt_state, params, grad_fn=..., outputs=..., outputs_fn=..., outputs_mask=...,
+key=...)``: extra arguments an optimizer does not use are ignored, so one train step serves every name, and
+:func:`diagnostics` collects what an optimizer's state reports (e.g. TRAM's trust-region distance). Each name is
+a registered builder (``optimizers.<name>``): bases ``(c, schedule) -> tx``, wrappers ``(c, base, schedule) -> tx``.
 """
 
 from __future__ import annotations
@@ -24,11 +26,12 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import optax
-from flax import nnx
 
+from ranking_jax import registry
+from ranking_jax.optim.paths import path_map
 from ranking_jax.optim.sam import SAMState, sam, split_groups
 from ranking_jax.optim.schedules import SCHEDULES, make_schedule
-from ranking_jax.optim.tram import TRAMState, divergence_of, kl_divergence, tram
+from ranking_jax.optim.tram import TRAMState, kl_divergence, perturb_inputs, tram
 
 BASES = ("adam", "adamw", "sgd", "lamb", "adafactor")
 WRAPPERS = ("sam", "asam", "tram")
@@ -56,7 +59,6 @@ def default_config() -> ml_collections.ConfigDict:
     c.freeze = ()  # path regexes of parameters that are never updated
     c.lr_groups = ()  # ((path regex, peak lr), ...): first match wins, same schedule shape
     c.rho_schedule = "constant"  # sam/asam radius: constant | lr (rho * lr(t) / learning_rate, as GSAM)
-    c.sharpness_groups = 0  # m-sharpness for sam/asam: grads and grad_fn carry this group axis (0 = off)
     c.sam = ml_collections.ConfigDict({"rho": 0.05})
     c.asam = ml_collections.ConfigDict({"rho": 0.5, "eta": 0.01})
     c.tram = ml_collections.ConfigDict({"target": "prev", "eta": 0.01, "divergence": "forward", "scale": 1.0,
@@ -93,42 +95,6 @@ def learning_rate_fn(config: Any) -> optax.Schedule:
     c = resolve_config(config)
     return make_schedule(kind=c.schedule, peak=c.learning_rate, warmup_steps=c.warmup_steps,
                          total_steps=c.total_steps, end_factor=c.end_lr_factor)
-
-
-def _key(k) -> str:
-    for attr in ("key", "idx", "name"):
-        if hasattr(k, attr):
-            return str(getattr(k, attr))
-    return str(k)
-
-
-def _path(path) -> str:
-    keys = [_key(k) for k in path]
-    if keys and keys[-1] == "value" and isinstance(path[-1], jax.tree_util.GetAttrKey):
-        keys = keys[:-1]
-    return "/".join(keys)
-
-
-def path_map(fn: Callable[[str], Any], tree: Any) -> Any:
-    """Maps ``fn('/'-joined path)`` over the parameters of ``tree`` (an nnx Variable counts as one leaf)."""
-    return jax.tree_util.tree_map_with_path(lambda path, _: fn(_path(path)), tree,
-                                            is_leaf=lambda x: isinstance(x, nnx.Variable))
-
-
-def perturb_inputs(params: Any, key: jax.Array, sigma: float, pattern: str = r"(^|/)embeddings/word$") -> Any:
-    """TRAM-x's noised inputs x + z, z ~ N(0, σ²) (Eq. 5, R3F-style): adds z to every input-embedding table
-    (the parameters whose path matches ``pattern``; BERT's word embeddings). z is drawn per table row, so a token
-    repeated within a batch gets the same z; a pattern matching no parameter is an error."""
-    rx = re.compile(pattern)
-    leaves, treedef = jax.tree_util.tree_flatten_with_path(params)
-    hits = [bool(rx.search(_path(path))) for path, _ in leaves]
-    if not any(hits):
-        raise ValueError(f"config.optimizer.tram.inputs={pattern!r} matches no parameter; TRAM-x (target 'noise') "
-                         "needs the input embedding table's path, e.g. '(^|/)embeddings/word$'")
-    keys = jax.random.split(key, len(leaves))
-    return jax.tree_util.tree_unflatten(treedef, [
-        x + sigma * jax.random.normal(k, x.shape, x.dtype) if hit else x
-        for (_, x), hit, k in zip(leaves, hits, keys)])
 
 
 def _compile(patterns, key: str) -> list[re.Pattern]:
@@ -176,19 +142,80 @@ def _zero_matching(patterns: list[re.Pattern]) -> optax.GradientTransformation:
     return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
 
 
-def _base(c: ml_collections.ConfigDict, name: str, lr: optax.Schedule) -> optax.GradientTransformation:
+def _decay_mask(c: ml_collections.ConfigDict) -> Callable[[Any], Any]:
     no_decay = _compile(c.no_decay, "no_decay")
-    mask = lambda params: path_map(lambda p: not any(rx.search(p) for rx in no_decay), params)  # noqa: E731
-    wd = c.weight_decay
-    if name == "adamw":
-        return optax.adamw(lr, b1=c.b1, b2=c.b2, eps=c.eps, weight_decay=wd, mask=mask)
-    if name == "lamb":
-        return optax.lamb(lr, b1=c.b1, b2=c.b2, eps=c.eps, weight_decay=wd, mask=mask)
-    if name == "adafactor":
-        return optax.adafactor(lr, weight_decay_rate=wd or None, weight_decay_mask=mask)
-    tx = (optax.adam(lr, b1=c.b1, b2=c.b2, eps=c.eps) if name == "adam"
-          else optax.sgd(lr, momentum=c.momentum or None, nesterov=c.nesterov))
-    return optax.chain(optax.add_decayed_weights(wd, mask), tx) if wd else tx
+    return lambda params: path_map(lambda p: not any(rx.search(p) for rx in no_decay), params)
+
+
+@registry.register("optimizers.adamw")
+def _adamw(c, lr):
+    return optax.adamw(lr, b1=c.b1, b2=c.b2, eps=c.eps, weight_decay=c.weight_decay, mask=_decay_mask(c))
+
+
+@registry.register("optimizers.lamb")
+def _lamb(c, lr):
+    return optax.lamb(lr, b1=c.b1, b2=c.b2, eps=c.eps, weight_decay=c.weight_decay, mask=_decay_mask(c))
+
+
+@registry.register("optimizers.adafactor")
+def _adafactor(c, lr):
+    return optax.adafactor(lr, weight_decay_rate=c.weight_decay or None, weight_decay_mask=_decay_mask(c))
+
+
+def _l2(c, tx):
+    """Weight decay added to the gradient (L2 style), as adam and sgd take it."""
+    return optax.chain(optax.add_decayed_weights(c.weight_decay, _decay_mask(c)), tx) if c.weight_decay else tx
+
+
+@registry.register("optimizers.adam")
+def _adam(c, lr):
+    return _l2(c, optax.adam(lr, b1=c.b1, b2=c.b2, eps=c.eps))
+
+
+@registry.register("optimizers.sgd")
+def _sgd(c, lr):
+    return _l2(c, optax.sgd(lr, momentum=c.momentum or None, nesterov=c.nesterov))
+
+
+def _rho(c, schedule, rho):
+    if c.rho_schedule not in ("constant", "lr"):
+        raise ValueError(f"config.optimizer.rho_schedule={c.rho_schedule!r} is unknown; valid: constant, lr")
+    return rho if c.rho_schedule == "constant" else (lambda step: rho * schedule(step) / c.learning_rate)
+
+
+@registry.register("optimizers.sam", wrapper=True)
+def _sam(c, base, schedule):
+    return sam(base, _rho(c, schedule, c.sam.rho))
+
+
+@registry.register("optimizers.asam", wrapper=True)
+def _asam(c, base, schedule):
+    return sam(base, _rho(c, schedule, c.asam.rho), adaptive=True, eta=c.asam.eta)
+
+
+@registry.register("optimizers.tram", wrapper=True, needs_outputs=True)
+def _tram(c, base, schedule):
+    t = c.tram
+    try:
+        return tram(base, target=t.target, eta=t.eta, divergence=t.divergence, scale=t.scale, max_d=t.max_d or None,
+                    noise_sigma=t.sigma, noise_inputs=t.inputs)
+    except ValueError as e:
+        raise ValueError(f"config.optimizer.tram: {e}") from None
+
+
+def needs_outputs(config: Any) -> bool:
+    """Whether ``config.optimizer.name`` reads the model's list scores (TRAM's trust region)."""
+    name = resolve_config(config).name
+    return name in NAMES and bool(registry.entry(f"optimizers.{name}").meta.get("needs_outputs"))
+
+
+def diagnostics(opt_state: Any) -> dict[str, jax.Array]:
+    """What the optimizer's state reports for logging (every sub-state with a ``diagnostics()`` method)."""
+    out = {}
+    for s in jax.tree.leaves(opt_state, is_leaf=lambda x: hasattr(x, "diagnostics")):
+        if hasattr(s, "diagnostics"):
+            out.update(s.diagnostics())
+    return out
 
 
 def make(config: Any) -> optax.GradientTransformationExtraArgs:
@@ -201,7 +228,11 @@ def make(config: Any) -> optax.GradientTransformationExtraArgs:
         raise ValueError(f"config.optimizer.base={base_name!r} is unknown; valid: {', '.join(BASES)}")
     if c.learning_rate <= 0:
         raise ValueError(f"config.optimizer.learning_rate must be > 0, got {c.learning_rate}")
+    if c.grad_clip_norm < 0:
+        raise ValueError(f"config.optimizer.grad_clip_norm must be >= 0 (0 = off), got {c.grad_clip_norm}: a "
+                         "negative norm would flip the gradient's sign")
     schedule = learning_rate_fn(c)
+    build = registry.lookup(f"optimizers.{base_name}")
     freeze = _compile(c.freeze, "freeze")
     try:
         groups = [(rx, float(lr)) for rx, lr in zip(_compile([g[0] for g in c.lr_groups], "lr_groups"),
@@ -214,44 +245,24 @@ def make(config: Any) -> optax.GradientTransformationExtraArgs:
         return schedule if factor == 1.0 else (lambda step: schedule(step) * factor)
 
     if freeze or groups:
-        transforms = {"default": _base(c, base_name, schedule), "frozen": optax.set_to_zero()}
+        transforms = {"default": build(c, schedule), "frozen": optax.set_to_zero()}
         names = []
         for i, (rx, lr) in enumerate(groups):
             names.append((rx, f"group_{i}"))
-            transforms[f"group_{i}"] = _base(c, base_name, scaled(lr / c.learning_rate))
+            transforms[f"group_{i}"] = build(c, scaled(lr / c.learning_rate))
         base = optax.partition(transforms, _labeler(freeze, names))
     else:
-        base = _base(c, base_name, schedule)
+        base = build(c, schedule)
     stages = [_zero_matching(freeze)] if freeze else []
     if c.grad_clip_norm:
         stages.append(optax.clip_by_global_norm(c.grad_clip_norm))
     base = optax.chain(*stages, base) if stages else base
-
     if c.name in BASES:
         return optax.with_extra_args_support(base)
-    if c.rho_schedule not in ("constant", "lr"):
-        raise ValueError(f"config.optimizer.rho_schedule={c.rho_schedule!r} is unknown; valid: constant, lr")
-    m = c.sharpness_groups or None
-    if c.name == "tram":
-        if m:
-            raise ValueError("config.optimizer.sharpness_groups (m-sharpness) applies to sam/asam, not tram; set 0")
-        try:
-            wrapped = tram(base, target=c.tram.target, eta=c.tram.eta, divergence=c.tram.divergence,
-                           scale=c.tram.scale, max_d=c.tram.max_d or None)
-        except ValueError as e:
-            raise ValueError(f"config.optimizer.tram: {e}") from None
-    else:
-        rho = c.asam.rho if c.name == "asam" else c.sam.rho
-        if c.rho_schedule == "lr":
-            peak = c.learning_rate
-            rho = (lambda r: (lambda step: r * schedule(step) / peak))(rho)
-        try:
-            wrapped = sam(base, rho, adaptive=c.name == "asam", eta=c.asam.eta, groups=m)
-        except ValueError as e:
-            raise ValueError(f"config.optimizer.sharpness_groups: {e}") from None
+    wrapped = registry.lookup(f"optimizers.{c.name}")(c, base, schedule)
     return optax.chain(_zero_matching(freeze), wrapped) if freeze else wrapped
 
 
 __all__ = ["make", "default_config", "resolve_config", "learning_rate_fn", "make_schedule", "path_map",
-           "perturb_inputs", "sam", "tram", "split_groups", "kl_divergence", "divergence_of", "SAMState", "TRAMState",
-           "NAMES", "SCHEDULES"]
+           "perturb_inputs", "sam", "tram", "split_groups", "kl_divergence", "diagnostics", "needs_outputs",
+           "SAMState", "TRAMState", "NAMES", "SCHEDULES"]

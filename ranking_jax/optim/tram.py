@@ -14,12 +14,13 @@ gradient (ε = scale · θ²), drops η, and whose KL is averaged over batch × 
 the batch again. Here ``d`` is the mean over distributions (rows of the last axis) of the KL summed
 over the last axis, times ``scale``, optionally clipped to ``max_d`` (d ≤ ρ_ASAM keeps ASAM's bound).
 
-``update(grads, state, params, *, grad_fn, logits, logits_fn=None, target_logits=None, logits_mask=None)``:
-``grads = ∇L(θ_t)`` and ``logits`` (``[..., C]``, e.g. a ranker's scores over its list) come from the
-caller's first forward/backward pass; ``grad_fn(θ)`` gives ∇L at the perturbed point; the target
-logits are ``target_logits`` when given, else ``logits_fn(θ_{t−1})`` / ``logits_fn(θ₀)`` for
-``prev``/``init`` and ``logits_fn(θ_t)`` for ``noise``, where ``logits_fn`` itself adds the input noise.
-``logits_mask`` (bool, same shape) masks padded entries; fully masked rows do not count.
+``update(grads, state, params, *, grad_fn, outputs, outputs_fn=None, target_outputs=None, outputs_mask=None,
+key=None)`` (the optax extra arguments every train step passes): ``grads = ∇L(θ_t)`` and ``outputs``
+(``[..., C]`` logits, e.g. a ranker's scores over its list) come from the caller's first forward/backward pass;
+``grad_fn(θ)`` gives ∇L at the perturbed point; the target logits are ``target_outputs`` when given, else
+``outputs_fn(θ_{t−1})`` / ``outputs_fn(θ₀)`` for ``prev``/``init`` and, for ``noise``, ``outputs_fn`` at θ_t with
+noise z ~ N(0, σ²) drawn with ``key`` added to the input-embedding tables (the params matching ``noise_inputs``).
+``outputs_mask`` (bool, same shape) masks padded entries; fully masked rows do not count.
 Cost: 3 forward / 2 backward passes. ``prev`` and ``init`` keep one copy of the params in the state.
 
 TRAM-Fisher (Eq. 8) is not implemented: without a damping term its ellipsoid ``F̂⁻¹∇L/√(∇Lᵀ F̂⁻¹ ∇L)``
@@ -28,6 +29,7 @@ is unbounded along coordinates with zero Fisher information.
 
 from __future__ import annotations
 
+import re
 from typing import Any, Callable, NamedTuple
 
 import jax
@@ -46,6 +48,27 @@ class TRAMState(NamedTuple):
     reference: Any  # θ_{t−1} ("prev"), θ₀ ("init") or None ("noise")
     divergence: jax.Array  # float32: the radius d used by the last step (for logging)
     notfinite_count: jax.Array  # int32: steps skipped because the perturbed gradient was not finite
+
+    def diagnostics(self) -> dict[str, jax.Array]:
+        """What a train step logs: the trust-region distance ``d`` of the last step."""
+        return {"tram_d": self.divergence}
+
+
+def perturb_inputs(params: Any, key: jax.Array, sigma: float, pattern: str = r"(^|/)embeddings/word$") -> Any:
+    """TRAM-x's noised inputs x + z, z ~ N(0, σ²) (Eq. 5, R3F-style): adds z to every input-embedding table
+    (the parameters whose '/'-joined path matches ``pattern``; BERT's word embeddings). z is drawn per table row,
+    so a token repeated within a batch gets the same z; a pattern matching no parameter is an error."""
+    from ranking_jax.optim.paths import path_of
+    rx = re.compile(pattern)
+    leaves, treedef = jax.tree_util.tree_flatten_with_path(params)
+    hits = [bool(rx.search(path_of(path))) for path, _ in leaves]
+    if not any(hits):
+        raise ValueError(f"config.optimizer.tram.inputs={pattern!r} matches no parameter; TRAM-x (target 'noise') "
+                         "needs the input embedding table's path, e.g. '(^|/)embeddings/word$'")
+    keys = jax.random.split(key, len(leaves))
+    return jax.tree_util.tree_unflatten(treedef, [
+        x + sigma * jax.random.normal(k, x.shape, x.dtype) if hit else x
+        for (_, x), hit, k in zip(leaves, hits, keys)])
 
 
 def kl_divergence(target_logits: jax.Array, logits: jax.Array, *, where: jax.Array | None = None,
@@ -78,8 +101,8 @@ def kl_divergence(target_logits: jax.Array, logits: jax.Array, *, where: jax.Arr
 
 
 def tram(base_tx: optax.GradientTransformation, *, target: str = "prev", eta: float = 0.01, eps: float = 1e-12,
-         divergence: str = "forward", scale: float = 1.0, max_d: float | None = None
-         ) -> optax.GradientTransformationExtraArgs:
+         divergence: str = "forward", scale: float = 1.0, max_d: float | None = None, noise_sigma: float = 0.1,
+         noise_inputs: str = r"(^|/)embeddings/word$") -> optax.GradientTransformationExtraArgs:
     """TRAM around ``base_tx`` (the paper uses Adam); see the module docstring for ``update``'s arguments."""
     if target not in TARGETS:
         raise ValueError(f"unknown TRAM target {target!r}; valid: {', '.join(TARGETS)}")
@@ -93,17 +116,22 @@ def tram(base_tx: optax.GradientTransformation, *, target: str = "prev", eta: fl
         return TRAMState(count=jnp.zeros([], jnp.int32), base_state=base.init(params), reference=reference,
                          divergence=jnp.zeros([], jnp.float32), notfinite_count=jnp.zeros([], jnp.int32))
 
-    def update_fn(grads, state, params=None, *, grad_fn=None, logits=None,
-                  logits_fn: Callable[[Any], jax.Array] | None = None, target_logits=None, logits_mask=None,
-                  **extra_args):
-        if logits is None:
-            raise ValueError("TRAM needs logits=: the outputs at the current params on this batch "
-                             "(e.g. the scores of the forward pass that produced grads)")
-        if target_logits is None:
-            if logits_fn is None:
-                raise ValueError(f"TRAM target={target!r} needs logits_fn=(params -> logits) or target_logits=")
-            target_logits = logits_fn(params if target == "noise" else state.reference)
-        d = kl_divergence(jax.lax.stop_gradient(target_logits), jax.lax.stop_gradient(logits), where=logits_mask,
+    def update_fn(grads, state, params=None, *, grad_fn=None, outputs=None,
+                  outputs_fn: Callable[[Any], jax.Array] | None = None, target_outputs=None, outputs_mask=None,
+                  key=None, **extra_args):
+        if outputs is None:
+            raise ValueError("TRAM needs outputs=: the logits at the current params on this batch "
+                             "(e.g. the list scores of the forward pass that produced grads)")
+        if target_outputs is None:
+            if outputs_fn is None:
+                raise ValueError(f"TRAM target={target!r} needs outputs_fn=(params -> logits) or target_outputs=")
+            if target == "noise":
+                if key is None:
+                    raise ValueError("TRAM-x (target 'noise') needs key= for its input noise")
+                target_outputs = outputs_fn(perturb_inputs(params, key, noise_sigma, noise_inputs))
+            else:
+                target_outputs = outputs_fn(state.reference)
+        d = kl_divergence(jax.lax.stop_gradient(target_outputs), jax.lax.stop_gradient(outputs), where=outputs_mask,
                           kind=divergence) * scale
         if max_d is not None:
             d = jnp.minimum(d, max_d)
@@ -119,10 +147,4 @@ def tram(base_tx: optax.GradientTransformation, *, target: str = "prev", eta: fl
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
 
-def divergence_of(opt_state: Any) -> jax.Array | None:
-    """The trust-region distance ``d`` of the last step held in ``opt_state`` (None without a TRAM stage)."""
-    states = jax.tree.leaves(opt_state, is_leaf=lambda x: isinstance(x, TRAMState))
-    return next((s.divergence for s in states if isinstance(s, TRAMState)), None)
-
-
-__all__ = ["tram", "TRAMState", "kl_divergence", "divergence_of"]
+__all__ = ["tram", "TRAMState", "kl_divergence", "perturb_inputs"]

@@ -1,4 +1,4 @@
-"""Shared masking, pairing, ranking and reduction helpers for losses (and metrics).
+"""Masking, pairing, ranking and reduction helpers shared by losses and metrics (Rax's ``utils`` role).
 
 Every helper takes ``[..., list_size]`` arrays and optional ``where`` (bool, True = valid item) and
 ``segments`` (items with equal ids form one list inside a row) masks, with Rax's semantics.
@@ -21,7 +21,6 @@ Array = jax.Array
 ReduceFn = Callable[..., Array]
 LambdaweightFn = Callable[..., Array]
 
-__all__: list[str] = []  # private module: nothing here is registered as a loss
 
 
 # ----------------------------------------------------------------------------------------------------------------
