@@ -41,7 +41,6 @@ B, L, T = 4, 8, 256  # 32 pairs x 256 tokens
 
 def matmul_peak():
     import jax
-    import jax.numpy as jnp
     n = 2048
     a = jax.random.normal(jax.random.key(0), (n, n))
     b = jax.random.normal(jax.random.key(1), (n, n))
@@ -53,7 +52,7 @@ def matmul_peak():
 def forward_report(path, n_texts: int) -> None:
     import jax
     import jax.numpy as jnp
-    from ranking_jax.encode import length_buckets, module_fn
+    from ranking_jax.data.encoding import bucket, encode_queries, jitted
     from ranking_jax.models import pretrained as hf
     from ranking_jax.models.bi_encoder import BiEncoder
 
@@ -68,16 +67,15 @@ def forward_report(path, n_texts: int) -> None:
     attn = jax.jit(lambda q, k: jnp.einsum("bqd,bkd->bqk", q, k))
     print(f"attention scores {B * L * 12}x{T}x{T}x32: "
           f"{rate(2 * B * L * 12 * T * T * 32, lambda: attn(heads, heads).block_until_ready()):.1f} GFLOP/s")
-    embed = module_fn(BiEncoder(hf.from_pretrained(path), pooling="mean", similarity="cosine"), "encode_queries")
-    ids = jnp.asarray(np.random.default_rng(0).integers(1000, 30000, (B * L, T)).astype(np.int32))
-    mask = jnp.ones((B * L, T), jnp.int32)
-    ts, _ = timings(lambda: embed(ids, mask).block_until_ready(), warmup=1, iters=5)
+    towers = BiEncoder(hf.from_pretrained(path), pooling="mean", similarity="cosine")
+    tokens = {"ids": jnp.asarray(np.random.default_rng(0).integers(1000, 30000, (B * L, T)).astype(np.int32)),
+              "mask": jnp.ones((B * L, T), jnp.int32)}
+    ts, _ = timings(lambda: jitted(encode_queries, towers, tokens).block_until_ready(), warmup=1, iters=5)
     print(f"f32 forward, {B * L} x {T} tokens: median {statistics.median(ts):.2f} s, "
           f"{train_flops() / 3 / statistics.median(ts) / 1e9:.1f} GFLOP/s")
     lengths = np.array([len(e.ids) for e in hf.load_tokenizer(path, max_length=T).encode_batch(encode_texts(n_texts))])
     batches = [np.sort(lengths)[::-1][i:i + 32] for i in range(0, len(lengths), 32)]
-    buckets = np.array(length_buckets(T))
-    padded = sum(int(buckets[np.searchsorted(buckets, b.max())]) * 32 for b in batches)
+    padded = sum(bucket(int(b.max()), largest=T) * 32 for b in batches)
     exact = sum(int(b.max()) * 32 for b in batches)
     print(f"{len(lengths)} SciFact texts, {100 * np.mean(lengths == T):.0f}% at {T} tokens: buckets pad {padded:,} "
           f"tokens, exact per-batch padding {exact:,} (+{100 * (padded / exact - 1):.1f}%)")

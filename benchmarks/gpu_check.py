@@ -48,8 +48,7 @@ def batch(b: int, l: int, t: int, seed: int = 0) -> dict:
 
 
 def jax_train(cfg, *, b, l, t, dtype, optimizer):
-    from flax import nnx
-    from ranking_jax import losses, optim, sharding, train
+    from ranking_jax import objectives, optim, sharding, train
     from ranking_jax.models import cross_encoder
     model = cross_encoder(config=dict(cfg), dtype=dtype, hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.1)
     split, params = train.split_model(model)
@@ -58,13 +57,13 @@ def jax_train(cfg, *, b, l, t, dtype, optimizer):
     oc.name, oc.learning_rate = optimizer, 2e-5
     tx = optim.make(oc)
     state = train.init_state(params, tx, 0, mesh, sharding.DEFAULT_RULES)
-    step = train.make_train_step(train.make_loss_fn(split, losses.softmax_loss), tx,
+    step = train.make_train_step(split, objectives.parse("losses.softmax_loss"), tx,
                                  shardings=train.state_shardings(state))
     data = sharding.shard_batch(batch(b, l, t), mesh)
     holder = {"state": state}
 
     def run():
-        holder["state"], m = step(holder["state"], data)
+        holder["state"], m = step(holder["state"], data, None)
         jax.block_until_ready(m["loss"])
     with jax.set_mesh(mesh), sharding.axis_rules(sharding.DEFAULT_RULES):
         sec = median_time(run, warmup=3, iters=20)

@@ -62,8 +62,8 @@ def make_step(name: str, graphdef, rest, batch):
         grad_fn = lambda q: jax.grad(lambda r: loss(r, b)[0])(q)  # noqa: E731
         if name == "2 grads (floor)":  # a second gradient at a point that depends on the first
             g = grad_fn(jax.tree.map(lambda w, gi: w + 1e-3 * gi, p, g))
-        u, opt_state = tx.update(g, opt_state, p, grad_fn=grad_fn, logits=s, logits_mask=b["mask"],
-                                 logits_fn=lambda q: scores(q, b))
+        u, opt_state = tx.update(g, opt_state, p, grad_fn=grad_fn, outputs=s, outputs_mask=b["mask"],
+                                 outputs_fn=lambda q: scores(q, b))
         return optax.apply_updates(p, u), opt_state, value
 
     return tx, jax.jit(step, donate_argnums=(0, 1))

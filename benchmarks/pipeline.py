@@ -59,7 +59,7 @@ def main() -> None:
     import optax
     import tensorflow_datasets as tfds
 
-    from ranking_jax import data, losses, models, sharding, train
+    from ranking_jax import data, models, objectives, sharding, train
 
     tfds.disable_progress_bar()
     pairs = args.batch_size * args.list_size
@@ -96,15 +96,15 @@ def main() -> None:
     graph, params = train.split_model(model)
     tx = optax.adamw(1e-5)
     state = train.init_state(params, tx, 0, mesh, rules)
-    step = train.make_train_step(train.make_loss_fn(graph, losses.softmax_loss), tx)
+    step = train.make_train_step(graph, objectives.parse("losses.softmax_loss"), tx)
     batch = pipe[0]
     with sharding.axis_rules(rules), jax.set_mesh(mesh):
-        state, metrics = step(state, sharding.shard_batch(batch, mesh, rules))  # compile
+        state, metrics = step(state, sharding.shard_batch(batch, mesh, rules), None)  # compile
         jax.block_until_ready(metrics)
 
         def one_step():
             nonlocal state
-            state, m = step(state, sharding.shard_batch(batch, mesh, rules))
+            state, m = step(state, sharding.shard_batch(batch, mesh, rules), None)
             jax.block_until_ready(m["loss"])
 
         step_rate = _median_rate(one_step, items_per_call=pairs, calls=args.steps, repeat=args.repeat)
@@ -113,7 +113,7 @@ def main() -> None:
 
         def loop_step():
             nonlocal state
-            state, m = step(state, sharding.shard_batch(next(it), mesh, rules))
+            state, m = step(state, sharding.shard_batch(next(it), mesh, rules), None)
             jax.block_until_ready(m["loss"])
 
         loop_rate = _median_rate(loop_step, items_per_call=pairs, calls=args.steps, repeat=args.repeat)

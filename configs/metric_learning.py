@@ -6,7 +6,8 @@
 
 Args (comma-separated): fashion_mnist (Fashion-MNIST from the Debian package dataset-fashion-mnist or
 data.manual_dir; default: scikit-learn's bundled digits), tcm (L = L_base + L_TCM, m+ = 0.9, m- = 0.5,
-lambda = 1; the loss "losses.<base> + losses.tcm_regularizer(...)"), loss=multi_similarity|contrastive|triplet (the base loss), steps=N, runlocal (2-step smoke run).
+lambda = 1; the loss "losses.<base> + losses.tcm_regularizer(...)"), loss=multi_similarity|contrastive|triplet
+(the base loss), steps=N, runlocal (2-step smoke run).
 Data: train on the images of classes 0-4, evaluate on all images of the unseen classes 5-9 (Fashion-MNIST:
 a seeded sample of 5,000 of its 35,000 test-class images, since OPIS is O(N^2)). Model: MLP 256 -> 64-d
 L2-normalized embedding; batches of 4 classes x 16 images. Reported: Recall@{1,2,4,8} (leave-one-out),

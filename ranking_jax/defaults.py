@@ -98,14 +98,15 @@ def text_ranking(family: str, *, collection: str = "chatterbot") -> ConfigDict:
     c = base("text_ranking")
     c.name = family
     c.model = ConfigDict({"name": family, "pretrained": "minilm"})
-    c.data.update({"collection": collection, "candidates": "bm25", "train_split": "train", "eval_split": "test", "max_eval_queries": 0,
-                   "train_depth": 100, "eval_depth": 50, "query_length": 32, "doc_length": 128,
+    c.data.update({"collection": collection, "candidates": "bm25", "train_split": "train", "eval_split": "test",
+                   "max_eval_queries": 0, "train_depth": 100, "eval_depth": 50, "query_length": 32, "doc_length": 128,
                    "max_positives": 1, "list_size": 8, "eval_list_size": 50, "batch_size": 8, "eval_batch_size": 8})
     c.evals.zero_shot = ""  # comma-separated BEIR folders evaluated zero-shot (out of domain)
     # distillation: comma-separated dirs of exported teacher models (their scores are averaged, the paper's T2
     # ensemble); training then uses teacher_per_query scored (positive, hard negative) triples per query
     c.data.teacher = ""
     c.data.teacher_per_query = 2
+    c.data.first_stage_weight = 0.0  # scores = model + this * first stage (score interpolation), trained and evaluated
     c.data.propensities = ""  # "popularity": Rel-MF exposure propensities for losses that read them
     c.data.pseudo_docs = 3  # E2Rank pseudo-queries: the query and its first stage's top documents ...
     c.data.pseudo_length = 128  # ... cut to this many tokens

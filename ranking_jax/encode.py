@@ -4,8 +4,9 @@
         [--pooling mean|cls] [--normalize] [--batch-size N] [--max-length N] [--dtype float32|bfloat16]
 
 One text per input line, empty lines included, in order (row ``i`` of OUT.npy is line ``i``). Texts are
-sorted by token length and batched into a few padded length buckets, so each bucket compiles once;
-the output restores the input order.
+encoded on the one length-bucketing path of training and evaluation (:func:`ranking_jax.data.encoding.encode_rows`:
+sorted by token length, a few padded bucket lengths, each compiled once, over all local devices); the output
+restores the input order.
 """
 
 from __future__ import annotations
@@ -13,77 +14,31 @@ from __future__ import annotations
 import argparse
 import pathlib
 import sys
-from typing import Callable, Sequence
+from typing import Sequence
 
 import jax
-import jax.numpy as jnp
 import numpy as np
-from flax import nnx
 
+from ranking_jax import sharding
+from ranking_jax.data.encoding import encode_queries, encode_rows
 from ranking_jax.models import pretrained as hf
 from ranking_jax.models.bi_encoder import BiEncoder
 from ranking_jax.models.encoder import Encoder, check_pooling
 
-__all__ = ["length_buckets", "encode", "TextEncoder", "module_fn", "read_lines", "main"]
+__all__ = ["TextEncoder", "read_lines", "main"]
 
 
-def length_buckets(max_length: int, *, smallest: int = 16) -> tuple[int, ...]:
-    """Padded lengths ``16, 32, 64, ...`` up to and including ``max_length``."""
-    out, n = [], smallest
-    while n < max_length:
-        out.append(n)
-        n *= 2
-    return tuple(out) + (max_length,)
-
-
-def module_fn(model: nnx.Module, method: str = "__call__", **kwargs) -> Callable[[jax.Array, jax.Array], jax.Array]:
-    """A jitted ``(ids, mask) -> vectors`` calling ``model.<method>(ids, mask, **kwargs)``; compiles once per shape."""
-    graphdef, state = nnx.split(model)
-    f = jax.jit(lambda state, ids, mask: getattr(nnx.merge(graphdef, state), method)(ids, mask, **kwargs))
-    return lambda ids, mask: f(state, ids, mask)
-
-
-def encode(embed: Callable[[jax.Array, jax.Array], jax.Array], tokenizer, texts: Sequence[str], *,
-           batch_size: int = 32, max_length: int = 256, progress: bool = False) -> np.ndarray:
-    """``embed`` over ``texts`` in length-sorted, bucket-padded batches; returns float32 ``[N, D]`` in input order.
-
-    ``tokenizer`` is a ``tokenizers.Tokenizer`` (``load_tokenizer`` truncates to ``max_length``). Every
-    batch has exactly ``batch_size`` rows (the last one is padded with empty rows) and a bucket length,
-    so there are at most ``len(length_buckets(max_length))`` distinct shapes.
-    """
-    texts = list(texts)
-    if not texts:
-        raise ValueError("no texts to encode")
-    encodings = tokenizer.encode_batch(texts)
-    lengths = np.array([len(e.ids) for e in encodings])
-    if lengths.max() > max_length:
-        raise ValueError(f"a text has {lengths.max()} tokens > max_length {max_length}; load the tokenizer "
-                         f"with load_tokenizer(path, max_length={max_length})")
-    buckets = np.array(length_buckets(max_length))
-    order = np.argsort(-lengths, kind="stable")  # longest first: the slowest shapes compile up front
-    out: np.ndarray | None = None
-    bar = None
-    if progress:
-        from tqdm import tqdm
-        bar = tqdm(total=len(texts), unit="text", file=sys.stderr)
-    for start in range(0, len(texts), batch_size):
-        rows = order[start:start + batch_size]
-        t = int(buckets[np.searchsorted(buckets, lengths[rows].max())])
-        ids = np.zeros((batch_size, t), np.int32)
-        mask = np.zeros((batch_size, t), np.int32)
-        for r, i in enumerate(rows):
-            n = lengths[i]
-            ids[r, :n] = encodings[i].ids
-            mask[r, :n] = 1
-        vecs = np.asarray(embed(jnp.asarray(ids), jnp.asarray(mask)), np.float32)[: len(rows)]
-        if out is None:
-            out = np.empty((len(texts), vecs.shape[-1]), np.float32)
-        out[rows] = vecs
-        if bar is not None:
-            bar.update(len(rows))
-    if bar is not None:
-        bar.close()
-    return out
+def token_arrays(tokenizer, texts: Sequence[str], max_length: int) -> dict[str, np.ndarray]:
+    """``{"ids", "mask"}`` ``[N, max_length]`` of ``texts`` (``tokenizer`` truncates to ``max_length``)."""
+    encodings = tokenizer.encode_batch(list(texts))
+    ids = np.zeros((len(encodings), max_length), np.int32)
+    mask = np.zeros_like(ids)
+    for i, e in enumerate(encodings):
+        if len(e.ids) > max_length:
+            raise ValueError(f"a text has {len(e.ids)} tokens > max_length {max_length}; load the tokenizer with "
+                             f"load_tokenizer(path, max_length={max_length})")
+        ids[i, :len(e.ids)], mask[i, :len(e.ids)] = e.ids, 1
+    return {"ids": ids, "mask": mask}
 
 
 class TextEncoder:
@@ -109,12 +64,23 @@ class TextEncoder:
             raise ValueError(f"max_length {max_length} exceeds the model's max_position_embeddings {max_pos}")
         self.tokenizer = hf.load_tokenizer(tokenizer_dir, max_length=max_length)
         self.batch_size, self.max_length = batch_size, max_length
-        towers = BiEncoder(encoder, pooling=pooling, similarity="cosine" if normalize else "dot")
-        self._embed = module_fn(towers, "encode_queries")
+        self.towers = BiEncoder(encoder, pooling=pooling, similarity="cosine" if normalize else "dot")
+        self.mesh = sharding.make_mesh([("data", -1)], devices=jax.local_devices())
 
     def encode(self, texts: Sequence[str], *, progress: bool = False) -> np.ndarray:
-        return encode(self._embed, self.tokenizer, texts, batch_size=self.batch_size, max_length=self.max_length,
-                      progress=progress)
+        """float32 ``[N, D]`` in the order of ``texts``."""
+        texts = list(texts)
+        if not texts:
+            raise ValueError("no texts to encode")
+        bar = None
+        if progress:
+            from tqdm import tqdm
+            bar = tqdm(total=len(texts), unit="text", file=sys.stderr)
+        out = encode_rows(encode_queries, self.towers, token_arrays(self.tokenizer, texts, self.max_length),
+                          mesh=self.mesh, batch_size=self.batch_size, progress=bar.update if bar else None)
+        if bar is not None:
+            bar.close()
+        return out.astype(np.float32)
 
 
 def read_lines(path: str | pathlib.Path) -> list[str]:

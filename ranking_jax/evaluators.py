@@ -155,7 +155,8 @@ class RerankEvaluator(_RunEvaluator):
 
 class _DenseEvaluator(_RunEvaluator):
     """A run from bi-encoder embeddings of the queries ``query_rows`` and the documents ``doc_tokens`` holds
-    (:func:`ranking_jax.data.encoding.encode_rows`; each text encoded once, in length-sorted batches of ``batch_size``)."""
+    (:func:`ranking_jax.data.encoding.encode_rows`; each text encoded once, in length-sorted batches of
+    ``batch_size``)."""
 
     def __init__(self, *, query_tokens: Mapping[str, np.ndarray], query_rows: Sequence[int],
                  doc_tokens: Mapping[str, np.ndarray], query_ids: Sequence[str], doc_ids: Sequence[str],
@@ -176,7 +177,8 @@ class _DenseEvaluator(_RunEvaluator):
 @register("evaluators.retrieval")
 class RetrievalEvaluator(_DenseEvaluator):
     """Dense retrieval with a bi-encoder: the judged queries and the whole corpus (``doc_tokens``: every row)
-    are encoded, then :func:`ranking_jax.scoring.exact_topk` (top ``k``, ``chunk`` documents at a time); evaluates the run."""
+    are encoded, then :func:`ranking_jax.scoring.exact_topk` (top ``k``, ``chunk`` documents at a time); evaluates
+    the run."""
 
     def __init__(self, *, k: int = 100, chunk: int = 8192, **kw):
         super().__init__(**kw)
@@ -293,8 +295,8 @@ class PolicyEvaluator:
     ``greedy_reward`` = mean of ``r*(x, argmax_y s)`` (ties: the first candidate). ``run_path`` gets the scores as
     a TREC run (prompt ``p<i>``, candidate ``c<j>``) and the per-prompt values beside it (:func:`per_query_path`).
 
-    ``score(model) -> [N]`` scores the candidates (e.g. ``ranking_jax.tasks.preference.response_scorer``); ``prompt_index`` [N]
-    groups them by prompt and ``rewards`` [N] are the ground truth.
+    ``score(model) -> [N]`` scores the candidates (e.g. ``ranking_jax.tasks.rewards.response_scorer``);
+    ``prompt_index`` [N] groups them by prompt and ``rewards`` [N] are the ground truth.
     """
 
     def __init__(self, score: Callable[[Any], np.ndarray], *, prompt_index: Sequence[int], rewards: Sequence[float],

@@ -27,11 +27,13 @@ from ranking_jax.objectives import Objective
 ValueAndGrad = Callable[..., tuple[tuple[jax.Array, dict], Any]]
 
 
-def _split(batch: Any, parts: int, what: str) -> Any:
+def split_batch(batch: Any, parts: int, what: str) -> Any:
+    """Every leaf's leading (batch) axis ``[B, ...]`` as ``[parts, B // parts, ...]``; ``what`` (e.g.
+    ``"config.train.accum_steps=4"``) names ``parts`` in the error when it does not divide ``B``."""
     def split(x):
         if x.shape[0] % parts:
-            raise ValueError(f"a batch of {x.shape[0]} rows cannot be split into {parts} equal {what}; set "
-                             "config.data.batch_size to a multiple")
+            raise ValueError(f"a batch of {x.shape[0]} rows is not divisible by {what}; set config.data.batch_size "
+                             "to a multiple")
         return x.reshape((parts, x.shape[0] // parts) + x.shape[1:])
     return jax.tree.map(split, batch)
 
@@ -72,7 +74,7 @@ def make_value_and_grad(model: Any, objective: Objective, *, accum_steps: int = 
             (value, aux), grads = plain(params, mb, jax.random.fold_in(rng, i))
             return jax.tree.map(jnp.add, carry, (value, aux["terms"], grads)), aux["scores"]
 
-        micro = _split(batch, accum_steps, "micro-batches (config.train.accum_steps)")
+        micro = split_batch(batch, accum_steps, f"config.train.accum_steps={accum_steps}")
         zero = jax.eval_shape(lambda: plain(params, jax.tree.map(lambda x: x[0], micro), rng))
         zero = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), (zero[0][0], zero[0][1]["terms"], zero[1]))
         (value, terms, grads), scores = jax.lax.scan(body, zero, (jnp.arange(accum_steps), micro))
@@ -89,14 +91,14 @@ def _grad_cache(represent: Callable, head: Callable, chunk: int) -> ValueAndGrad
             raise ValueError(f"a batch of {rows} rows cannot be split into GradCache chunks of {chunk} "
                              "(config.train.grad_cache_chunk); use a divisor of config.data.batch_size")
         parts = rows // chunk
-        micro = _split(batch, parts, f"GradCache chunks of {chunk}")
+        micro = split_batch(batch, parts, f"{parts} GradCache chunks")
         keys = jax.vmap(lambda i: jax.random.fold_in(rng, i))(jnp.arange(parts))
         frozen = jax.lax.stop_gradient(params)
         reps = jax.lax.map(lambda xs: represent(frozen, xs[0], xs[1]), (micro, keys))
         reps = jax.tree.map(_merge, reps)
         (value, aux), (head_grads, rep_grads) = jax.value_and_grad(head, argnums=(0, 1), has_aux=True)(
             params, reps, batch, rng)
-        rep_grads = _split(rep_grads, parts, "GradCache chunks")
+        rep_grads = split_batch(rep_grads, parts, f"{parts} GradCache chunks")
 
         def body(grads, xs):
             mb, key, cotangent = xs

@@ -22,11 +22,7 @@ ReduceFn = Callable[..., Array]
 LambdaweightFn = Callable[..., Array]
 
 
-
-# ----------------------------------------------------------------------------------------------------------------
 # Masks and sanitizing.
-
-
 def sanitize(x: Optional[Array], where: Optional[Array], fill: Any = 0.0) -> Optional[Array]:
     """``x`` with masked entries replaced by ``fill`` (gradient to masked entries is exactly 0)."""
     if x is None or where is None:
@@ -112,10 +108,7 @@ def list_mask(where: Optional[Array] = None, segments: Optional[Array] = None) -
     return None
 
 
-# ----------------------------------------------------------------------------------------------------------------
 # Weighting and reduction.
-
-
 def apply_weights(values: Array, weights: Optional[Array], where: Optional[Array] = None) -> Array:
     """``values * weights`` (weights broadcast to ``values``, masked ones 0 so NaN/inf cannot leak); ``values``
     unchanged if ``weights`` is None."""
@@ -139,13 +132,9 @@ def reduce_lists(loss: Array, where: Optional[Array], segments: Optional[Array],
 
 
 def safe_reduce(a: Array, where: Optional[Array] = None, reduce_fn: Optional[ReduceFn] = None) -> Array:
-    """Reduces ``a`` over the entries selected by ``where`` (Rax's ``safe_reduce`` semantics, NaN-safe).
-
-    * ``reduce_fn=None``: no reduction; masked entries are set to 0, so ``sum(f(reduce_fn=None)) ==
-      f(reduce_fn=jnp.sum)``.
-    * ``jnp.mean`` over an all-False ``where`` returns 0 with zero gradients (not NaN as ``jnp.mean`` does).
-    * Masked entries never reach ``reduce_fn``'s arithmetic, so a NaN/inf there cannot leak into the value
-      or the gradient. A NaN in a *valid* entry is propagated.
+    """Reduces ``a`` over the entries selected by ``where`` (Rax's ``safe_reduce`` semantics, NaN-safe):
+    ``reduce_fn=None`` zeroes masked entries (``sum(f(reduce_fn=None)) == f(reduce_fn=jnp.sum)``); ``jnp.mean`` over
+    nothing is 0 with zero gradients; masked NaN/inf never reach the value or gradient (valid ones propagate).
     """
     if where is not None:
         where = jnp.broadcast_to(where, a.shape)
@@ -164,10 +153,7 @@ def safe_reduce(a: Array, where: Optional[Array] = None, reduce_fn: Optional[Red
     return reduce_fn(a, where=where)
 
 
-# ----------------------------------------------------------------------------------------------------------------
 # Segment helpers (O(n^2) pairwise masks, as in Rax's segment_utils).
-
-
 def segment_sum(a: Array, segments: Array, where: Optional[Array] = None) -> Array:
     """For each item, the sum of ``a`` over the valid items of its segment (0 for a masked item)."""
     mask = pair_mask(where, segments)
@@ -193,10 +179,7 @@ def in_segment_indices(segments: Array) -> Array:
     return jnp.sum(jnp.tril(same), axis=-1) - 1
 
 
-# ----------------------------------------------------------------------------------------------------------------
 # Softmax family, NaN-safe under masks.
-
-
 def masked_logsumexp(x: Array, where: Optional[Array] = None, *, axis: int = -1, keepdims: bool = False) -> Array:
     """``log sum_{valid} exp(x)``; ``-inf`` for a list with no valid item, with zero (not NaN) gradients."""
     x = sanitize(x, where)
@@ -286,11 +269,8 @@ def logcumsumexp(x: Array, *, axis: int = -1, where: Optional[Array] = None, rev
     return jnp.moveaxis(out, -1, axis)
 
 
-# ----------------------------------------------------------------------------------------------------------------
 # Sorting, ranks and cutoffs (Rax's utils semantics: stable sort, masked items last, ties in array order unless
 # a PRNG ``key`` breaks them at random).
-
-
 def sort_by(scores: Array, tensors_to_sort: Sequence[Array], axis: int = -1, where: Optional[Array] = None,
             segments: Optional[Array] = None, key: Optional[Array] = None) -> tuple[Array, ...]:
     """Sorts ``tensors_to_sort`` by descending ``scores`` (within segments; masked items last)."""
@@ -380,10 +360,7 @@ def approx_cutoff(a: Array, n: Optional[int] = None, *, where: Optional[Array] =
     return sanitize(cutoffs, where)
 
 
-# ----------------------------------------------------------------------------------------------------------------
 # Gains, discounts, DCG primitives.
-
-
 def default_gain_fn(label: Array) -> Array:
     """Rax's default gain ``2^y - 1``."""
     return jnp.power(2.0, label) - 1.0

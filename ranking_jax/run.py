@@ -15,9 +15,11 @@ import time
 from typing import Mapping
 
 import jax
+from flax import nnx
 from ml_collections import ConfigDict
 
 from ranking_jax import checkpoint, defaults, models, objectives, optim, registry, runtime, sharding, train
+from ranking_jax.models._common import FirstStagePrior
 from ranking_jax.tasks import Context
 
 
@@ -67,16 +69,16 @@ def run_one(config: ConfigDict, workdir: str | pathlib.Path, *, progress: bool =
         write_config(config, workdir, allow_change=allow_config_change)
         t_data = time.perf_counter() - t0
         start = checkpoint.resolve_start(workdir, resume=config.resume)
-        model = models.from_config(config.model, seed=config.seed, pretrained=start.source == "scratch")
+        model = build_model(config, pretrained=start.source == "scratch")
         objective.check_model(config.model.name, model.OUTPUTS)
         if optim.needs_outputs(config) and "scores" not in model.OUTPUTS:
             raise ValueError(f"config.optimizer.name={config.optimizer.name!r} measures its trust region on list "
-                             f"scores; model family {config.model.name!r} gives {model.OUTPUTS}. Use adamw, sam or asam.")
+                             f"scores; model family {config.model.name!r} gives {model.OUTPUTS}. Use adamw, sam or "
+                             "asam.")
         split, params = train.split_model(model)
         reference = None
         if objective.needs_reference:  # the frozen initial model, also when resuming
-            reference = params if start.source == "scratch" else train.split_model(
-                models.from_config(config.model, seed=config.seed))[1]
+            reference = params if start.source == "scratch" else train.split_model(build_model(config))[1]
         t = config.train
         early = train.EarlyStopping(metric=config.early_stopping.metric, patience=config.early_stopping.patience,
                                     mode=config.early_stopping.mode)
@@ -98,13 +100,24 @@ def run_one(config: ConfigDict, workdir: str | pathlib.Path, *, progress: bool =
     return summary
 
 
+def build_model(config: ConfigDict, *, pretrained: bool = True):
+    """``config.model``'s model, with the first stage's scores added when ``config.data.first_stage_weight``."""
+    model = models.from_config(config.model, seed=config.seed, pretrained=pretrained)
+    weight = config.data.get("first_stage_weight", 0.0)
+    return FirstStagePrior(model, weight) if weight else model
+
+
 def export(split: train.Model, params, directory: pathlib.Path, config: ConfigDict) -> None:
     """The trained model in Hugging Face layout when the family has one, else ``params.npz`` + ``config.json``
-    (written by process 0; every process takes part in gathering the parameters)."""
+    (written by process 0; every process takes part in gathering the parameters). A first-stage prior is not part
+    of the exported model."""
     params = runtime.to_host(params)
     if not runtime.is_writer():
         return
     module = split.merge(params)
+    if isinstance(module, FirstStagePrior):
+        module = module.inner
+        params = nnx.state(module, nnx.Param)
     if hasattr(module, "save_pretrained"):
         module.save_pretrained(directory, source=config.model.get("pretrained"))
     else:

@@ -170,7 +170,8 @@ class EarlyStopping:
 
 def train_and_evaluate(*, workdir: str | pathlib.Path, model: Model, params: Any, tx: optax.GradientTransformation,
                        objective: Objective, data: Any, mesh: jax.sharding.Mesh, rules, schedule: Schedule,
-                       seed: int = 0, evaluators: Mapping[str, Callable] = (), early_stopping: EarlyStopping | None = None,
+                       seed: int = 0, evaluators: Mapping[str, Callable] = (),
+                       early_stopping: EarlyStopping | None = None,
                        start: ckpt_lib.Start | None = None, reference: Any = None, lr_fn: Callable | None = None,
                        progress: bool = True) -> dict:
     """Trains ``schedule.num_steps`` steps, evaluating, checkpointing and logging; returns the summary (with the

@@ -1,5 +1,6 @@
 """Helpers shared by the loss tests: jitted calls, NumPy oracles of small functions, and the masking /
-transformation checks every loss must pass."""
+transformation checks every loss must pass (the list and score-matrix losses of distill.py and contrastive.py, the
+list losses of preference.py and debiasing.py)."""
 
 import functools
 
@@ -60,3 +61,95 @@ def assert_jit_vmap_sum(f, arrays, *, vmapped=None):
     np.testing.assert_allclose(vmapped, eager, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(jnp.sum(eager), call(f, *arrays, reduce_fn=jnp.sum), rtol=1e-5, atol=1e-5)
     return eager
+
+
+# ------------------------------------------------------------------ list and score-matrix losses
+def list_case(fn, n_extra_arrays=1, *, round_targets=False, **kw):
+    """Case for f(scores [B, n], *others [B, n], where=[B, n]); returns (fn, arrays). ``round_targets``: graded
+    targets (the second array rounded to halves), for the losses that rank or correlate with them."""
+    r = rng(20)
+    arrays = [r.normal(size=(3, 5)).astype(np.float32) for _ in range(1 + n_extra_arrays)]
+    arrays[1] = np.round(arrays[1] * 2) if round_targets else arrays[1]
+    return functools.partial(fn, **kw), arrays
+
+
+def matrix_case(fn, n_arrays=1, **kw):
+    r = rng(21)
+    return functools.partial(fn, **kw), [r.normal(size=(3, 5)).astype(np.float32) for _ in range(n_arrays)]
+
+
+BAD = np.array([np.inf, -np.inf, np.nan], np.float32)
+
+
+def check_padding_invisible(fn, arrays):
+    """Masked ±inf/NaN padding of every array (and keyword array) changes neither value nor gradient."""
+    b, n = arrays[0].shape
+    pad = np.broadcast_to(BAD, (b, 3))
+    padded = [np.concatenate([a, pad], -1) for a in arrays]
+    where = np.concatenate([np.ones((b, n), bool), np.zeros((b, 3), bool)], -1)
+    # The keyword arrays (labels) must be padded too.
+    kw = {k: (np.concatenate([np.broadcast_to(v, (b, n)), np.zeros((b, 3))], -1) if isinstance(v, np.ndarray)
+              else v) for k, v in fn.keywords.items()}
+    padded_fn = functools.partial(fn.func, **kw)
+    value, grad = jax.jit(jax.value_and_grad(lambda s, *a: padded_fn(s, *a, where=where)))(*padded)
+    assert_padding_invisible(value, grad, *jax.jit(jax.value_and_grad(fn))(*arrays), n=n)
+
+
+def check_all_masked_row_excluded(fn, arrays):
+    """A fully masked row (NaN inside) is left out with zero gradients; everything masked gives 0."""
+    where = np.ones(arrays[0].shape, bool)
+    where[1] = False
+    bad = [a.copy() for a in arrays]
+    for a in bad:
+        a[1] = np.nan
+    value_and_grad = jax.jit(jax.value_and_grad(lambda s, w, *a: fn(s, *a, where=w)))
+    value, grad = value_and_grad(bad[0], where, *bad[1:])
+    assert_row_excluded(value, grad, jax.jit(fn)(*[a[[0, 2]] for a in arrays]))
+    # Everything masked: 0 with zero gradients.
+    value, grad = value_and_grad(bad[0], np.zeros_like(where), *bad[1:])
+    assert float(value) == 0.0
+    np.testing.assert_array_equal(grad, 0.0)
+
+
+def check_jit_vmap(fn, arrays, *, score_matrix=False):
+    """jit == eager; vmap == batch (over a leading batch of matrices for the ``score_matrix`` losses); sum of the
+    unreduced values == ``reduce_fn=jnp.sum``."""
+    np.testing.assert_allclose(jax.jit(fn)(*arrays), fn(*arrays), rtol=1e-5, atol=1e-6)
+    if score_matrix:
+        # Score-matrix losses: vmap over a leading batch of matrices.
+        np.testing.assert_allclose(call(fn, *arrays, reduce_fn=None), fn(*arrays, reduce_fn=None), rtol=1e-5,
+                                   atol=1e-6)
+        stacked = [np.stack([a, a[::-1]]) for a in arrays]
+        per = jax.jit(jax.vmap(lambda *xs: fn(*xs, reduce_fn=None)))(*stacked)
+        np.testing.assert_allclose(per, call(fn, *stacked, reduce_fn=None), rtol=1e-5, atol=1e-6)
+        return
+    assert_jit_vmap_sum(fn, arrays)
+
+
+def check_list_loss_masking(fn, make, kw):
+    """A list loss ``fn(x, *others, **kw)`` (arrays from ``make(rng)``): NaN padding invisible, a fully masked list
+    excluded with zero gradients, jit == eager, vmap == batch, sum(unreduced) == jnp.sum."""
+    arrays = [np.asarray(a, np.float32) for a in make(rng(13))]
+    pad = 2
+
+    def pad_array(a, axes):
+        for axis in axes:
+            widths = [(0, 0)] * a.ndim
+            widths[axis] = (0, pad)
+            a = np.pad(a, widths, constant_values=np.nan)
+        return a
+
+    padded = [pad_array(a, [-1, -2] if a.ndim == 3 else [-1]) for a in arrays]
+    pkw = {k: (pad_array(np.broadcast_to(v, (3, 5)).astype(np.float32), [-1]) if isinstance(v, np.ndarray) else v)
+           for k, v in kw.items()}
+    where = np.concatenate([np.ones((3, 5), bool), np.zeros((3, pad), bool)], -1)
+    f = functools.partial(fn, **kw)
+    fp = functools.partial(fn, **pkw)
+    value, grad = jax.jit(jax.value_and_grad(lambda x, *a: fp(x, *a, where=where)))(*padded)
+    assert_padding_invisible(value, grad, *jax.jit(jax.value_and_grad(f))(*arrays), n=5, grad_atol=1e-7)
+    # A fully masked list: excluded, zero gradients.
+    where2 = where.copy()
+    where2[1] = False
+    value, grad = jax.jit(jax.value_and_grad(lambda x, *a: fp(x, *a, where=where2)))(*padded)
+    assert_row_excluded(value, grad, call(f, *[a[[0, 2]] for a in arrays]))
+    assert_jit_vmap_sum(f, arrays)

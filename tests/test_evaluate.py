@@ -1,197 +1,86 @@
-"""Evaluators: re-ranking and dense retrieval runs and their metrics against ir-measures (pytrec_eval)."""
+"""``python -m ranking_jax.evaluate``: TREC qrels/run files (written and read by ranking_jax.data.formats) evaluated
+by the CLI against ir-measures over pytrec_eval on the same files and against ranking_jax.metrics.trec; per-query
+output; malformed lines named by file and line, exit status 2."""
+
+import json
+import subprocess
+import sys
 
 import ir_measures
-import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
-from flax import nnx
 
-from ranking_jax import evaluators, scoring, sharding
+from helpers import ROOT, random_trec_case
+from ranking_jax import evaluate as cli
 from ranking_jax.data import formats
-
-MEASURES = "nDCG@10 RR AP R@5 P@3"  # RR: trec_eval recip_rank (ir-measures computes RR@k with its msmarco provider)
-IRM = [ir_measures.parse_measure(m) for m in MEASURES.split()]
+from ranking_jax.metrics import trec
 
 
-class Linear(nnx.Module):
-    """Scores list items from token ids: w · mean-embedding; encodes texts the same way (a tiny bi-encoder)."""
-
-    def __init__(self, vocab=50, dim=6):
-        self.table = nnx.Param(jax.random.normal(jax.random.key(0), (vocab, dim)))
-        self.w = nnx.Param(jax.random.normal(jax.random.key(1), (dim,)))
-
-    def _embed(self, ids, mask):
-        m = mask[..., None].astype(jnp.float32)
-        return (self.table[...][ids] * m).sum(-2) / jnp.maximum(m.sum(-2), 1.0)
-
-    def __call__(self, batch, *, deterministic=True, rngs=None):
-        return self._embed(batch["doc_ids"], batch["doc_mask"]) @ self.w[...]
-
-    def encode_queries(self, ids, mask):
-        return self._embed(ids, mask)
-
-    def encode_docs(self, ids, mask):
-        return self._embed(ids, mask)
+def _write(path, lines):
+    path.write_text("".join(line + "\n" for line in lines))
+    return path
 
 
-def _collection(seed=0, queries=12, docs=40, length=7):
-    rng = np.random.default_rng(seed)
-    doc_ids = rng.integers(1, 50, (docs, length)).astype(np.int32)
-    doc_mask = (np.arange(length) < rng.integers(1, length + 1, docs)[:, None]).astype(np.int32)
-    qrels = {f"q{q}": {f"d{d}": int(rng.integers(0, 3)) for d in rng.choice(docs, 6, replace=False)}
-             for q in range(queries)}
-    return rng, doc_ids, doc_mask, qrels
+def _write_qrels(path, qrels):
+    return _write(path, [f"{q} 0 {d} {r}" for q, docs in qrels.items() for d, r in docs.items()])
 
 
-def _ir_measures(qrels, run):
-    qrels_l = [ir_measures.Qrel(q, d, r) for q, ds in qrels.items() for d, r in ds.items()]
-    run_l = [ir_measures.ScoredDoc(q, d, s) for q, ds in run.items() for d, s in ds.items()]
-    return {str(k): v for k, v in ir_measures.calc_aggregate(IRM, qrels_l, run_l).items()}
+def test_files_round_trip_and_cli(tmp_path, capsys):
+    qrels, run = random_trec_case(7)
+    qrels_path = _write_qrels(tmp_path / "qrels.txt", qrels)
+    run_path = tmp_path / "run.txt"
+    assert formats.write_run(run_path, run, tag="test") == run_path
+    assert formats.read_qrels(qrels_path) == qrels
+    assert formats.read_run(run_path) == run
+    lines = [line.split() for line in run_path.read_text().splitlines() if line.startswith("q0 ")]
+    ranked = [(-run["q0"][d], d) for _, _, d, _, _, _ in lines]
+    # File order is trec_eval's: score descending, then doc id descending; ranks 1..n.
+    assert all((a[0], b[1]) <= (b[0], a[1]) for a, b in zip(ranked, ranked[1:]))
+    assert [int(fields[3]) for fields in lines] == list(range(1, len(lines) + 1))
+
+    assert cli.main(["--qrels", str(qrels_path), "--run", str(run_path), "--metrics", "nDCG@10 RR@10 AP R@20 P@5"]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out) == pytest.approx(trec.evaluate(qrels, run, "nDCG@10 RR@10 AP R@20 P@5"))
+    assert "2 judged queries absent from the run count as 0" in err and "2 run queries without judgments" in err
+    want = ir_measures.calc_aggregate([ir_measures.parse_measure(n) for n in ("nDCG@10", "AP", "R@20", "P@5")],
+                                      ir_measures.read_trec_qrels(str(qrels_path)),
+                                      ir_measures.read_trec_run(str(run_path)))
+    for m, v in want.items():
+        assert json.loads(out)[str(m)] == pytest.approx(v, abs=1e-6)
+
+    assert cli.main(["--qrels", str(qrels_path), "--run", str(run_path), "--metrics", "P@5,AP", "--per-query"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert sorted(result) == ["mean", "per_query"] and sorted(result["per_query"]) == sorted(qrels)
+    assert result["mean"]["AP"] == pytest.approx(np.mean([v["AP"] for v in result["per_query"].values()]))
 
 
-def test_rerank_evaluator_matches_ir_measures(tmp_path):
-    rng, doc_ids, doc_mask, qrels = _collection()
-    model = Linear()
-    lists = {q: rng.choice(len(doc_ids), rng.integers(3, 15), replace=False) for q in range(12)}
-    size, rows = 8, []
-    for q, docs in lists.items():  # lists longer than `size` are chunks sharing the query_index
-        for start in range(0, len(docs), size):
-            rows.append((q, docs[start:start + size]))
-
-    def batches():
-        for start in range(0, len(rows), 8):
-            chunk = rows[start:start + 8]
-            b = {"query_index": np.full(8, -1, np.int32), "doc_index": np.full((8, size), -1, np.int32),
-                 "mask": np.zeros((8, size), bool), "doc_ids": np.zeros((8, size, 7), np.int32),
-                 "doc_mask": np.zeros((8, size, 7), np.int32)}
-            for i, (q, docs) in enumerate(chunk):
-                b["query_index"][i], b["doc_index"][i, :len(docs)], b["mask"][i, :len(docs)] = q, docs, True
-                b["doc_ids"][i, :len(docs)], b["doc_mask"][i, :len(docs)] = doc_ids[docs], doc_mask[docs]
-            yield b
-
-    mesh = sharding.make_mesh([("data", -1)])
-    ev = evaluators.RerankEvaluator(list(batches()), query_ids=[f"q{q}" for q in range(12)], doc_id=lambda q, d: f"d{d}",
-                                  qrels=qrels, measures=MEASURES, mesh=mesh, run_path=tmp_path / "rr.run")
-    result = ev(model)
-    # the same run computed directly, outside the evaluator
-    scores = np.asarray(model._embed(jnp.asarray(doc_ids), jnp.asarray(doc_mask)) @ model.w[...])
-    run = {f"q{q}": {f"d{d}": float(scores[d]) for d in docs} for q, docs in lists.items()}
-    assert formats.read_run(tmp_path / "rr.run").keys() == run.keys()
-    expected = _ir_measures(qrels, run)
-    for name in MEASURES.split():
-        assert result[name] == pytest.approx(expected[name], abs=1e-5), name
+def test_module_entry_point(tmp_path):
+    qrels_path = _write(tmp_path / "q.txt", ["1 0 a 1", "1 0 b 0"])
+    run_path = _write(tmp_path / "r.txt", ["1 Q0 b 1 2.0 t", "1 Q0 a 2 1.0 t"])
+    proc = subprocess.run([sys.executable, "-m", "ranking_jax.evaluate", "--qrels", str(qrels_path), "--run",
+                           str(run_path), "--metrics", "RR P@1"], capture_output=True, text=True, check=True,
+                          cwd=ROOT)
+    assert json.loads(proc.stdout) == {"RR": 0.5, "P@1": 0.0}
 
 
-def _lists(rng, queries=12, docs=40):
-    lists = {q: rng.choice(docs, rng.integers(3, 15), replace=False) for q in range(queries)}
-    lists[5] = np.zeros(0, np.int64)  # a judged query without candidates: in the run, with no documents
-    return lists
-
-
-def _list_batches(lists, q_tokens, d_tokens, size=8):
-    """RerankEvaluator batches of a bi-encoder: 8 lists of ``size`` candidates (longer lists in chunks)."""
-    rows = [(q, docs[start:start + size]) for q, docs in lists.items() for start in range(0, max(len(docs), 1), size)]
-    out = []
-    for start in range(0, len(rows), 8):
-        b = {"query_index": np.full(8, -1, np.int32), "doc_index": np.full((8, size), -1, np.int32),
-             "mask": np.zeros((8, size), bool), "query_ids": np.zeros((8, q_tokens["ids"].shape[1]), np.int32),
-             "query_mask": np.zeros((8, q_tokens["ids"].shape[1]), np.int32),
-             "doc_ids": np.zeros((8, size, d_tokens["ids"].shape[1]), np.int32),
-             "doc_mask": np.zeros((8, size, d_tokens["ids"].shape[1]), np.int32)}
-        for i, (q, docs) in enumerate(rows[start:start + 8]):
-            b["query_index"][i], b["doc_index"][i, :len(docs)], b["mask"][i, :len(docs)] = q, docs, True
-            b["query_ids"][i], b["query_mask"][i] = q_tokens["ids"][q], q_tokens["mask"][q]
-            b["doc_ids"][i, :len(docs)], b["doc_mask"][i, :len(docs)] = d_tokens["ids"][docs], d_tokens["mask"][docs]
-        out.append(b)
-    return out
-
-
-def test_dense_rerank_evaluator_matches_ir_measures(tmp_path):
-    rng, doc_ids, doc_mask, qrels = _collection(seed=2)
-    q_ids = rng.integers(1, 50, (12, 5)).astype(np.int32)
-    q_mask = (np.arange(5) < rng.integers(1, 6, 12)[:, None]).astype(np.int32)
-    lists = _lists(rng)
-    doc_rows = np.unique(np.concatenate(list(lists.values())))
-    model = Linear()
-    ev = evaluators.DenseRerankEvaluator(
-        query_tokens={"ids": q_ids, "mask": q_mask}, query_rows=list(range(12)),
-        doc_tokens={"ids": doc_ids[doc_rows], "mask": doc_mask[doc_rows]}, doc_rows=doc_rows, candidates=lists,
-        query_ids=[f"q{i}" for i in range(12)], doc_ids=[f"d{i}" for i in range(40)], qrels=qrels,
-        measures=MEASURES, mesh=sharding.make_mesh([("data", -1)]), batch_size=16, run_path=tmp_path / "dr.run")
-    result = ev(model)
-    qe = np.asarray(model._embed(jnp.asarray(q_ids), jnp.asarray(q_mask)))
-    de = np.asarray(model._embed(jnp.asarray(doc_ids), jnp.asarray(doc_mask)))
-    run = {f"q{q}": {f"d{d}": float(qe[q] @ de[d]) for d in docs} for q, docs in lists.items()}
-    written = formats.read_run(tmp_path / "dr.run")
-    assert written.keys() == {f"q{q}" for q, docs in lists.items() if len(docs)}
-    assert {q: sorted(docs) for q, docs in written.items()} == \
-        {q: sorted(docs) for q, docs in run.items() if docs}
-    expected = _ir_measures(qrels, run)
-    for name in MEASURES.split():
-        assert result[name] == pytest.approx(expected[name], abs=1e-5), name
-    with pytest.raises(ValueError, match="candidates name corpus rows"):
-        evaluators.DenseRerankEvaluator(
-            query_tokens={"ids": q_ids, "mask": q_mask}, query_rows=list(range(12)),
-            doc_tokens={"ids": doc_ids[doc_rows[1:]], "mask": doc_mask[doc_rows[1:]]}, doc_rows=doc_rows[1:],
-            candidates=lists, query_ids=[f"q{i}" for i in range(12)], doc_ids=[f"d{i}" for i in range(40)],
-            qrels=qrels, measures=MEASURES, mesh=sharding.make_mesh([("data", -1)]))
-
-
-def test_dense_rerank_equals_list_rerank_of_a_bi_encoder(tmp_path):
-    """A BiEncoder's re-ranking from embeddings (each text once) gives the scores of its own forward over the
-    candidate lists (RerankEvaluator), so switching evaluators changes no number."""
-    from ranking_jax.models import bi_encoder
-    from test_encoder import TINY, tiny_inputs
-    config = {f: getattr(TINY, f) for f in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
-                                            "intermediate_size", "max_position_embeddings")}
-    model = bi_encoder(config=config, pooling="mean", seed=3)
-    q_ids, q_mask, _ = tiny_inputs(12, 9, seed=4)
-    d_ids, d_mask, _ = tiny_inputs(40, 17, seed=5)
-    lists = _lists(np.random.default_rng(6))
-    doc_rows = np.unique(np.concatenate(list(lists.values())))
-    qrels = _collection(seed=7)[3]
-    mesh = sharding.make_mesh([("data", 4), ("model", 2)])
-    common = dict(query_ids=[f"q{i}" for i in range(12)], qrels=qrels, measures=MEASURES, mesh=mesh)
-    listwise = evaluators.RerankEvaluator(_list_batches(lists, {"ids": q_ids, "mask": q_mask},
-                                                      {"ids": d_ids, "mask": d_mask}),
-                                        doc_id=lambda q, d: f"d{d}", **common).run(model)
-    dense = evaluators.DenseRerankEvaluator(
-        query_tokens={"ids": q_ids, "mask": q_mask}, query_rows=list(range(12)),
-        doc_tokens={"ids": d_ids[doc_rows], "mask": d_mask[doc_rows]}, doc_rows=doc_rows, candidates=lists,
-        doc_ids=[f"d{i}" for i in range(40)], batch_size=8, **common).run(model)
-    assert dense.keys() == listwise.keys() and dense["q5"] == listwise["q5"] == {}
-    for q, docs in listwise.items():
-        assert dense[q].keys() == docs.keys()
-        np.testing.assert_allclose([dense[q][d] for d in docs], list(docs.values()), rtol=1e-5, atol=1e-5)
-
-
-def test_exact_topk_chunked_equals_full_sort():
-    rng = np.random.default_rng(3)
-    q, d = rng.normal(size=(5, 8)).astype(np.float32), rng.normal(size=(103, 8)).astype(np.float32)
-    s, i = scoring.exact_topk(jnp.asarray(q), jnp.asarray(d), 10, chunk=16)
-    full = q @ d.T
-    np.testing.assert_array_equal(i, np.argsort(-full, axis=1, kind="stable")[:, :10])
-    np.testing.assert_allclose(s, np.take_along_axis(full, i, 1), rtol=1e-5)
-
-
-def test_retrieval_evaluator_matches_brute_force(tmp_path):
-    rng, doc_ids, doc_mask, qrels = _collection(seed=1)
-    q_ids = rng.integers(1, 50, (12, 5)).astype(np.int32)
-    q_mask = (np.arange(5) < rng.integers(1, 6, 12)[:, None]).astype(np.int32)
-    model = Linear()
-    mesh = sharding.make_mesh([("data", -1)])
-    ev = evaluators.RetrievalEvaluator(
-        query_tokens={"ids": q_ids, "mask": q_mask}, query_rows=list(range(12)),
-        doc_tokens={"ids": doc_ids, "mask": doc_mask}, query_ids=[f"q{i}" for i in range(12)],
-        doc_ids=[f"d{i}" for i in range(40)], qrels=qrels, measures=MEASURES, mesh=mesh, k=10, batch_size=16,
-        chunk=16, run_path=tmp_path / "ret.run")
-    result = ev(model)
-    qe = np.asarray(model._embed(jnp.asarray(q_ids), jnp.asarray(q_mask)))
-    de = np.asarray(model._embed(jnp.asarray(doc_ids), jnp.asarray(doc_mask)))
-    full = qe @ de.T
-    top = np.argsort(-full, axis=1, kind="stable")[:, :10]
-    run = {f"q{i}": {f"d{j}": float(full[i, j]) for j in top[i]} for i in range(12)}
-    expected = _ir_measures(qrels, run)
-    for name in MEASURES.split():
-        assert result[name] == pytest.approx(expected[name], abs=1e-5), name
+@pytest.mark.parametrize("kind, lines, line, message", [
+    ("qrels", ["q1 0 d1 1", "q1 0 d2 1 extra"], 2, "qrels"),
+    ("qrels", ["q1 0 d1 1", "q1 0 d2 1", "q1 0 d3 high"], 3, "integer relevance"),
+    ("qrels", ["q1 0 d1 1", "q1 0 d1 2"], 2, "already judged at line 1"),
+    ("qrels", ["q1 0 d1 1.0", "q1 0 d2 1"], 1, "integer relevance"),
+    ("run", ["q1 Q0 d1 1 0.5 t", "q1 Q0 d2 2 0.4"], 2, "'qid Q0 docid rank score tag'"),
+    ("run", ["q1 Q0 d1 1 abc t"], 1, "numeric score"),
+    ("run", ["q1 Q0 d1 1 nan t"], 1, "not NaN"),
+    ("run", ["q1 Q0 d1 1 0.5 t", "", "q1 Q0 d1 2 0.4 t"], 3, "already listed at line 1"),
+])
+def test_malformed_lines_name_file_and_line(tmp_path, capsys, kind, lines, line, message):
+    path = _write(tmp_path / f"{kind}.txt", lines)
+    reader = formats.read_qrels if kind == "qrels" else formats.read_run
+    with pytest.raises(ValueError, match=message) as info:
+        reader(path)
+    assert f"{path}:{line}:" in str(info.value)
+    other = _write(tmp_path / "other.txt", ["q1 Q0 d1 1 0.5 t"] if kind == "qrels" else ["q1 0 d1 1"])
+    args = ["--qrels", str(path), "--run", str(other)] if kind == "qrels" else ["--qrels", str(other), "--run",
+                                                                                str(path)]
+    assert cli.main(args) == 2
+    assert f"{path}:{line}:" in capsys.readouterr().err

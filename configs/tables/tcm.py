@@ -21,7 +21,7 @@ verifiable from other sources (reference notes, `core_papers.md` §2):
 |---|---|
 | TCM lowers OPIS on all four benchmarks "while preserving or improving R@1" | abstract; third-party note: CUB R@1 unchanged, Cars R@1 +0.7 (ViT), OPIS better on both |
 | TCM's defaults: m+ = 0.9, m- = 0.5, lambda+ = lambda- = 1 | pytorch-metric-learning PR #720 (values from §5.2) |
-| TCM of the unit example (embeddings [[0,1],[.43,.9],[1,0],[.5,.5]], labels [0,0,1,1]) = 0.518 | pytorch-metric-learning's test; tests/test_losses_metric_preference.py checks ours against it |
+| TCM of the unit example (embeddings [[0,1],[.43,.9],[1,0],[.5,.5]], labels [0,0,1,1]) = 0.518 | pytorch-metric-learning's test; tests/losses/test_metric_learning.py checks ours against it |
 """
 
 

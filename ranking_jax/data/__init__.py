@@ -23,9 +23,8 @@ from ranking_jax.data.lists import (Texts, candidates_from_run, candidates_from_
                                     sample_training_list, teacher_lists, texts, train_lists)
 from ranking_jax.data.msmarco import TEACHER_COLUMNS, MsmarcoPassage, read_teacher_triples, write_teacher_triples
 from ranking_jax.data.pipeline import (TEXT_FAMILIES, Batches, Pipeline, image_pipeline, letor_pipeline,
-                                       letor_records, preference_pairs, preference_pipeline, stack_lists,
-                                       text_pipeline)
-from ranking_jax.data.preference import Preference, PreferenceConfig
+                                       letor_records, stack_lists, text_pipeline)
+from ranking_jax.data.preference import Preference, PreferenceConfig, preference_pairs, preference_pipeline
 from ranking_jax.data.tokenize import TextTokenizer, TokenTable
 
 __all__ = [
@@ -42,8 +41,8 @@ __all__ = [
     "sample_training_list", "teacher_lists",
     # pipelines
     "Pipeline", "Batches", "text_pipeline", "letor_pipeline", "letor_records", "image_pipeline",
-    "preference_pipeline", "preference_pairs", "stack_lists", "trim_padding", "bucket", "encode_rows", "TEXT_FAMILIES", "normalize",
-    "NORMALIZATIONS",
+    "preference_pipeline", "preference_pairs", "stack_lists", "trim_padding", "bucket", "encode_rows",
+    "TEXT_FAMILIES", "normalize", "NORMALIZATIONS",
     # tokenization, first stage
     "TextTokenizer", "TokenTable", "BM25", "analyzer", "LUCENE_STOPWORDS",
 ]

@@ -29,7 +29,7 @@ The batch contract (``b`` = this process's rows, ``L`` = list size; what models 
                                  epoch int32 [b] (training); pseudo_ids, pseudo_mask [b, Tp] (E2Rank)
     letor                        features float32 [b, L, F]
     images                       images float32 [b, F], class_labels int32 [b], mask bool [b]
-    preference                   see :func:`preference_pipeline`
+    preference                   see :func:`ranking_jax.data.preference.preference_pipeline`
 
 Token arrays are padded to the configured lengths; :func:`ranking_jax.data.encoding.trim_padding` cuts them to
 a bucket before a step.
@@ -49,13 +49,13 @@ from ranking_jax.data import letor as letor_lib
 from ranking_jax.data.lists import Texts, sample_training_list
 from ranking_jax.data.tokenize import Ragged, TextTokenizer, TokenTable
 
-__all__ = ["Pipeline", "Batches", "text_pipeline", "letor_pipeline", "image_pipeline", "preference_pipeline",
-           "preference_pairs", "letor_records", "stack_lists", "TEXT_FAMILIES"]
+__all__ = ["Pipeline", "Batches", "build_pipeline", "process_shard", "text_pipeline", "letor_pipeline",
+           "image_pipeline", "letor_records", "stack_lists", "TEXT_FAMILIES"]
 
 PAIR_FAMILIES = ("cross_encoder", "prett_pair")
 SPLIT_FAMILIES = ("bi_encoder", "colbert", "tk", "prett")
 TEXT_FAMILIES = PAIR_FAMILIES + SPLIT_FAMILIES
-_PAD = {"pad": True}  # an empty row (grain drops None elements, so padding is an explicit record)
+PAD = {"pad": True}  # an empty row (grain drops None elements, so padding is an explicit record)
 
 
 class Batches:
@@ -100,24 +100,24 @@ class Pipeline:
         return Batches(self, num_threads=num_threads, prefetch=prefetch)
 
 
-def _shard(shard: tuple[int, int] | None) -> tuple[int, int]:
+def process_shard(shard: tuple[int, int] | None) -> tuple[int, int]:
     if shard is None:
         import jax
         return jax.process_index(), jax.process_count()
     return shard
 
 
-def _build(records: Sequence, *, batch_size: int, train: bool, seed: int, num_epochs: int | None,
+def build_pipeline(records: Sequence, *, batch_size: int, train: bool, seed: int, num_epochs: int | None,
            shard: tuple[int, int] | None, batch_fn: Callable[[list], dict], sample: Callable | None = None,
            options: dict | None = None) -> Pipeline:
-    index, count = _shard(shard)
+    index, count = process_shard(shard)
     if batch_size <= 0 or batch_size % count:
         raise ValueError(f"batch_size={batch_size} must be a positive multiple of the number of processes ({count})")
     if not train and num_epochs not in (None, 1):
         raise ValueError("evaluation pipelines run one pass; num_epochs must be None or 1")
     records = list(records)
     if not train or num_epochs is not None:  # whole global batches, so every process has as many
-        records += [_PAD] * (-len(records) % batch_size)
+        records += [PAD] * (-len(records) % batch_size)
     shuffle_seed, sample_seed = (int(s) for s in np.random.SeedSequence(seed).generate_state(2))
     ds = grain.MapDataset.source(records)
     if train:
@@ -129,12 +129,12 @@ def _build(records: Sequence, *, batch_size: int, train: bool, seed: int, num_ep
             ds = ds.random_map(lambda r, rng: r if "pad" in r else sample(r, rng), seed=sample_seed)
     ds = ds.batch(batch_size // count, drop_remainder=False, batch_fn=batch_fn)
     ds = ds[:len(ds) - len(ds) % count][index::count]  # whole global steps only
-    spec = {"records": _digest(records), "batch_size": batch_size, "train": train, "seed": seed,
+    spec = {"records": digest(records), "batch_size": batch_size, "train": train, "seed": seed,
             "epochs": num_epochs, **(options or {})}
-    return Pipeline(ds, _digest([spec]))
+    return Pipeline(ds, digest([spec]))
 
 
-def _digest(records: Sequence[dict]) -> str:
+def digest(records: Sequence[dict]) -> str:
     """A short content hash of records (dicts of scalars / arrays / strings)."""
     h = hashlib.sha1()
     for r in records:
@@ -251,13 +251,13 @@ def text_pipeline(records: Sequence[dict], *, family: str, queries: Texts | Toke
     sample = None
     if train and records and "positives" in records[0]:
         sample = functools.partial(sample_training_list, list_size=list_size, max_positives=max_positives)
-    stack = functools.partial(stack_lists, batch_size=batch_size // _shard(shard)[1], list_size=list_size,
+    stack = functools.partial(stack_lists, batch_size=batch_size // process_shard(shard)[1], list_size=list_size,
                               teacher=any("teacher_scores" in r for r in records))
     batch_fn = lambda rs: featurize(stack(rs))
     options = {"family": family, "list_size": list_size, "max_positives": max_positives,
                "lengths": [tokenizer.query_length, tokenizer.doc_length, tokenizer.pair_length, pseudo_length],
                "fields": sorted(item_fields or ())}
-    return _build(records, batch_size=batch_size, train=train, seed=seed, num_epochs=num_epochs, shard=shard,
+    return build_pipeline(records, batch_size=batch_size, train=train, seed=seed, num_epochs=num_epochs, shard=shard,
                   batch_fn=batch_fn, sample=sample, options=options)
 
 
@@ -294,9 +294,9 @@ def letor_pipeline(records: Sequence[dict], *, batch_size: int, list_size: int, 
     """Feature batches ``features`` [B, L, F] + list fields from :func:`letor_records`; ``doc_index`` is the
     document's row within its query's list."""
     num_features = records[0]["features"].shape[-1] if records else 0
-    batch_fn = functools.partial(stack_lists, batch_size=batch_size // _shard(shard)[1], list_size=list_size,
+    batch_fn = functools.partial(stack_lists, batch_size=batch_size // process_shard(shard)[1], list_size=list_size,
                                  num_features=num_features)
-    return _build(records, batch_size=batch_size, train=train, seed=seed, num_epochs=num_epochs, shard=shard,
+    return build_pipeline(records, batch_size=batch_size, train=train, seed=seed, num_epochs=num_epochs, shard=shard,
                   batch_fn=batch_fn, sample=functools.partial(_sample_subset, list_size=list_size),
                   options={"list_size": list_size, "kind": "letor"})
 
@@ -314,7 +314,7 @@ def image_pipeline(source, *, batch_size: int, train: bool, seed: int = 0, num_e
     rows = [source[i] for i in range(len(source))]
     images = np.stack([r["image"].reshape(-1) for r in rows]).astype(np.float32) / float(max_value)
     labels = np.array([r["label"] for r in rows], np.int32)
-    index, count = _shard(shard)
+    index, count = process_shard(shard)
     local = batch_size // count
 
     def stack(rs):
@@ -326,7 +326,7 @@ def image_pipeline(source, *, batch_size: int, train: bool, seed: int = 0, num_e
         return out
 
     if classes_per_batch is None or not train:
-        return _build([{"row": i} for i in range(len(rows))], batch_size=batch_size, train=train, seed=seed,
+        return build_pipeline([{"row": i} for i in range(len(rows))], batch_size=batch_size, train=train, seed=seed,
                       num_epochs=num_epochs, shard=shard, batch_fn=stack, options={"kind": "images"})
     classes = np.unique(labels)
     per_class = batch_size // classes_per_batch
@@ -347,86 +347,4 @@ def image_pipeline(source, *, batch_size: int, train: bool, seed: int = 0, num_e
         draw, seed=int(np.random.SeedSequence([seed, 0]).generate_state(1)[0]))
     spec = {"labels": labels, "batch_size": batch_size, "seed": seed, "epochs": num_epochs,
             "classes_per_batch": classes_per_batch}
-    return Pipeline(ds, _digest([spec]))
-
-
-def preference_pipeline(source, *, batch_size: int, train: bool, seed: int = 0, num_epochs: int | None = None,
-                        prompt_length: int = 64, response_length: int = 128,
-                        tokenizer: TextTokenizer | None = None, pairs: bool = False, text: bool = True,
-                        extra: Mapping[str, np.ndarray] | None = None,
-                        shard: tuple[int, int] | None = None) -> Pipeline:
-    """Batches of a ``preference`` split: prompt/chosen/rejected ``*_ids``/``*_mask`` ([CLS] text [SEP]),
-    ``chosen_score``/``rejected_score`` (when the split has scores), ``tie`` [B], and as a list of two,
-    ``labels`` [B, 2] = (1, 0) ((1, 1) for ties) with ``mask`` [B, 2] False on padding rows.
-
-    ``pairs=True`` gives cross-encoder inputs instead of the token arrays (:func:`preference_pairs`);
-    ``text=False`` gives no token arrays at all (a model that reads only ``extra`` fields).
-    ``extra`` adds per-row float arrays ``{key: [N, ...]}`` (row ``i`` of the split) to the batches as
-    ``key`` ``[B, ...]``, 0 on padding rows (e.g. precomputed reference-model scores).
-    """
-    tok = tokenizer or TextTokenizer()
-    decode = lambda v: v.decode() if isinstance(v, bytes) else v
-    rows = [{k: decode(v) for k, v in source[i].items()} for i in range(len(source))]
-    scored = bool(rows) and not np.isnan(rows[0]["chosen_score"])
-    local = batch_size // _shard(shard)[1]
-    extra = {k: np.asarray(v, np.float32) for k, v in (extra or {}).items()}
-    for key, values in extra.items():
-        if len(values) != len(rows) or any(key in row for row in rows[:1]):
-            raise ValueError(f"preference_pipeline: extra[{key!r}] must be a new field with one entry per row of the "
-                             f"split ({len(rows)} rows), got shape {values.shape}")
-        for row, value in zip(rows, values):
-            row[key] = value
-
-    def stack(rs):
-        real = [i for i, r in enumerate(rs) if "pad" not in r]
-        out = {"tie": np.zeros(local, bool), "labels": np.zeros((local, 2), np.float32),
-               "mask": np.zeros((local, 2), bool)}
-        fields = (("prompt", prompt_length), ("chosen", response_length), ("rejected", response_length))
-        for field, length in fields if text else ():
-            enc = tok.encode([rs[i][field] for i in real], length=length)
-            for name in ("ids", "mask"):
-                out[f"{field}_{name}"] = np.zeros((local, length), np.int32)
-                out[f"{field}_{name}"][real] = enc[name]
-        if scored:
-            for field in ("chosen_score", "rejected_score"):
-                out[field] = np.zeros(local, np.float32)
-                out[field][real] = [rs[i][field] for i in real]
-        for key, values in extra.items():
-            out[key] = np.zeros((local,) + values.shape[1:], np.float32)
-            out[key][real] = [rs[i][key] for i in real]
-        for i in real:
-            out["tie"][i] = rs[i]["tie"]
-            out["labels"][i] = (1.0, 1.0 if rs[i]["tie"] else 0.0)
-            out["mask"][i] = True
-        return preference_pairs(out) if pairs and text else out
-
-    return _build(rows, batch_size=batch_size, train=train, seed=seed, num_epochs=num_epochs, shard=shard,
-                  batch_fn=stack, options={"kind": "preference", "lengths": [prompt_length, response_length],
-                                           "pairs": pairs, "text": text, "extra": sorted(extra)})
-
-
-def preference_pairs(batch: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Cross-encoder inputs of a :func:`preference_pipeline` batch: the (chosen, rejected) list of two as
-    ``pair_ids``/``pair_mask``/``pair_type_ids`` ``[B, 2, Tp + Tr - 1]`` = ``[CLS] prompt [SEP] response [SEP]``
-    (type ids 1 on the response part; the response's own [CLS] is dropped; padding: id 0, mask 0). The
-    ``prompt_*``, ``chosen_*`` and ``rejected_*`` token arrays are replaced; a cross-encoder then scores ``[B, 2]``
-    against ``labels``/``mask``.
-    """
-    out = {k: v for k, v in batch.items() if not k.startswith(("prompt_", "chosen_ids", "chosen_mask",
-                                                                 "rejected_ids", "rejected_mask"))}
-    p_ids, p_len = batch["prompt_ids"], batch["prompt_mask"].sum(-1)[:, None]
-    t = p_ids.shape[1] + batch["chosen_ids"].shape[1] - 1
-    j = np.arange(t)[None, :]
-    in_prompt = j < p_len
-    prompt_part = np.take_along_axis(p_ids, np.minimum(j, p_ids.shape[1] - 1).repeat(len(p_ids), 0), axis=1)
-    ids, mask, type_ids = [], [], []
-    for side in ("chosen", "rejected"):
-        r_ids, r_len = batch[f"{side}_ids"], batch[f"{side}_mask"].sum(-1)[:, None]
-        in_response = ~in_prompt & (j - p_len + 1 < r_len) & (p_len > 0)
-        response_part = np.take_along_axis(r_ids, np.clip(j - p_len + 1, 0, r_ids.shape[1] - 1), axis=1)
-        ids.append(np.where(in_prompt, prompt_part, np.where(in_response, response_part, 0)))
-        mask.append(in_prompt | in_response)
-        type_ids.append(in_response)
-    for name, parts in (("ids", ids), ("mask", mask), ("type_ids", type_ids)):
-        out[f"pair_{name}"] = np.stack(parts, axis=1).astype(np.int32)
-    return out
+    return Pipeline(ds, digest([spec]))

@@ -10,6 +10,7 @@ false: the two responses are judged equally good). Configs:
   that prompt are skipped and counted in ``info.metadata["skipped"]``).
 Splits: one row per pair: ``prompt``, ``chosen``, ``rejected``, ``chosen_score``, ``rejected_score``
 (NaN when the file has no scores; ``info.metadata["has_scores"][split]`` says which), ``tie``.
+:func:`preference_pipeline` batches a split.
 """
 
 from __future__ import annotations
@@ -17,13 +18,16 @@ from __future__ import annotations
 import dataclasses
 import math
 import pathlib
+from typing import Mapping
 
 import numpy as np
 import tensorflow_datasets as tfds
 
 from ranking_jax.data import formats
+from ranking_jax.data.pipeline import Pipeline, build_pipeline, process_shard
+from ranking_jax.data.tokenize import TextTokenizer
 
-__all__ = ["Preference", "PreferenceConfig", "split_hh_dialogue"]
+__all__ = ["Preference", "PreferenceConfig", "split_hh_dialogue", "preference_pipeline", "preference_pairs"]
 
 _HH = "https://huggingface.co/datasets/Anthropic/hh-rlhf/resolve/main/{}/{}.jsonl.gz"
 ASSISTANT = "\n\nAssistant:"
@@ -119,3 +123,85 @@ def split_hh_dialogue(chosen: str, rejected: str) -> tuple[str, str, str] | None
     if not rejected.startswith(prompt):
         return None
     return prompt, chosen[len(prompt):], rejected[len(prompt):]
+
+
+def preference_pipeline(source, *, batch_size: int, train: bool, seed: int = 0, num_epochs: int | None = None,
+                        prompt_length: int = 64, response_length: int = 128,
+                        tokenizer: TextTokenizer | None = None, pairs: bool = False, text: bool = True,
+                        extra: Mapping[str, np.ndarray] | None = None,
+                        shard: tuple[int, int] | None = None) -> Pipeline:
+    """Batches of a ``preference`` split: prompt/chosen/rejected ``*_ids``/``*_mask`` ([CLS] text [SEP]),
+    ``chosen_score``/``rejected_score`` (when the split has scores), ``tie`` [B], and as a list of two,
+    ``labels`` [B, 2] = (1, 0) ((1, 1) for ties) with ``mask`` [B, 2] False on padding rows.
+
+    ``pairs=True`` gives cross-encoder inputs instead of the token arrays (:func:`preference_pairs`);
+    ``text=False`` gives no token arrays at all (a model that reads only ``extra`` fields).
+    ``extra`` adds per-row float arrays ``{key: [N, ...]}`` (row ``i`` of the split) to the batches as
+    ``key`` ``[B, ...]``, 0 on padding rows (e.g. precomputed reference-model scores).
+    """
+    tok = tokenizer or TextTokenizer()
+    decode = lambda v: v.decode() if isinstance(v, bytes) else v
+    rows = [{k: decode(v) for k, v in source[i].items()} for i in range(len(source))]
+    scored = bool(rows) and not np.isnan(rows[0]["chosen_score"])
+    local = batch_size // process_shard(shard)[1]
+    extra = {k: np.asarray(v, np.float32) for k, v in (extra or {}).items()}
+    for key, values in extra.items():
+        if len(values) != len(rows) or any(key in row for row in rows[:1]):
+            raise ValueError(f"preference_pipeline: extra[{key!r}] must be a new field with one entry per row of the "
+                             f"split ({len(rows)} rows), got shape {values.shape}")
+        for row, value in zip(rows, values):
+            row[key] = value
+
+    def stack(rs):
+        real = [i for i, r in enumerate(rs) if "pad" not in r]
+        out = {"tie": np.zeros(local, bool), "labels": np.zeros((local, 2), np.float32),
+               "mask": np.zeros((local, 2), bool)}
+        fields = (("prompt", prompt_length), ("chosen", response_length), ("rejected", response_length))
+        for field, length in fields if text else ():
+            enc = tok.encode([rs[i][field] for i in real], length=length)
+            for name in ("ids", "mask"):
+                out[f"{field}_{name}"] = np.zeros((local, length), np.int32)
+                out[f"{field}_{name}"][real] = enc[name]
+        if scored:
+            for field in ("chosen_score", "rejected_score"):
+                out[field] = np.zeros(local, np.float32)
+                out[field][real] = [rs[i][field] for i in real]
+        for key, values in extra.items():
+            out[key] = np.zeros((local,) + values.shape[1:], np.float32)
+            out[key][real] = [rs[i][key] for i in real]
+        for i in real:
+            out["tie"][i] = rs[i]["tie"]
+            out["labels"][i] = (1.0, 1.0 if rs[i]["tie"] else 0.0)
+            out["mask"][i] = True
+        return preference_pairs(out) if pairs and text else out
+
+    return build_pipeline(rows, batch_size=batch_size, train=train, seed=seed, num_epochs=num_epochs, shard=shard,
+                  batch_fn=stack, options={"kind": "preference", "lengths": [prompt_length, response_length],
+                                           "pairs": pairs, "text": text, "extra": sorted(extra)})
+
+
+def preference_pairs(batch: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Cross-encoder inputs of a :func:`preference_pipeline` batch: the (chosen, rejected) list of two as
+    ``pair_ids``/``pair_mask``/``pair_type_ids`` ``[B, 2, Tp + Tr - 1]`` = ``[CLS] prompt [SEP] response [SEP]``
+    (type ids 1 on the response part; the response's own [CLS] is dropped; padding: id 0, mask 0). The
+    ``prompt_*``, ``chosen_*`` and ``rejected_*`` token arrays are replaced; a cross-encoder then scores ``[B, 2]``
+    against ``labels``/``mask``.
+    """
+    out = {k: v for k, v in batch.items() if not k.startswith(("prompt_", "chosen_ids", "chosen_mask",
+                                                                 "rejected_ids", "rejected_mask"))}
+    p_ids, p_len = batch["prompt_ids"], batch["prompt_mask"].sum(-1)[:, None]
+    t = p_ids.shape[1] + batch["chosen_ids"].shape[1] - 1
+    j = np.arange(t)[None, :]
+    in_prompt = j < p_len
+    prompt_part = np.take_along_axis(p_ids, np.minimum(j, p_ids.shape[1] - 1).repeat(len(p_ids), 0), axis=1)
+    ids, mask, type_ids = [], [], []
+    for side in ("chosen", "rejected"):
+        r_ids, r_len = batch[f"{side}_ids"], batch[f"{side}_mask"].sum(-1)[:, None]
+        in_response = ~in_prompt & (j - p_len + 1 < r_len) & (p_len > 0)
+        response_part = np.take_along_axis(r_ids, np.clip(j - p_len + 1, 0, r_ids.shape[1] - 1), axis=1)
+        ids.append(np.where(in_prompt, prompt_part, np.where(in_response, response_part, 0)))
+        mask.append(in_prompt | in_response)
+        type_ids.append(in_response)
+    for name, parts in (("ids", ids), ("mask", mask), ("type_ids", type_ids)):
+        out[f"pair_{name}"] = np.stack(parts, axis=1).astype(np.int32)
+    return out

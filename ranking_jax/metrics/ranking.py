@@ -36,36 +36,14 @@ from typing import Callable, NamedTuple, Optional, Sequence, Union
 import jax
 import jax.numpy as jnp
 
-from ranking_jax.ops import (
-    apply_weights,
-    cutoff,
-    default_discount_fn,
-    default_gain_fn,
-    list_mask,
-    list_sum,
-    pair_mask,
-    pairs,
-    ranks,
-    restrict,
-    safe_reduce,
-    sanitize,
-    segment_max,
-    sort_by,
-)
+from ranking_jax.ops import (apply_weights, cutoff, default_discount_fn, default_gain_fn, list_mask, list_sum,
+                             pair_mask, pairs, ranks, restrict, safe_reduce, sanitize, segment_max, sort_by)
 from ranking_jax.registry import register
 
 Array = jax.Array
 TopN = Union[None, int, Sequence[Optional[int]]]
 
-__all__ = [
-    "ap_metric",
-    "dcg_metric",
-    "mrr_metric",
-    "ndcg_metric",
-    "opa_metric",
-    "precision_metric",
-    "recall_metric",
-]
+__all__ = ["ap_metric", "dcg_metric", "mrr_metric", "ndcg_metric", "opa_metric", "precision_metric", "recall_metric"]
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -89,6 +89,29 @@ class Scorer:
         return {k: reps[k] for k in kinds}
 
 
+class FirstStagePrior(Scorer, nnx.Module):
+    """Score interpolation with the first stage: ``s(q, d) = s_model(q, d) + weight * s_first(q, d)``, with
+    ``s_first`` the batch's ``first_stage_scores``, in training and evaluation alike, so the model learns what the
+    first stage misses (the first stage's own ranking at step 0 when the head starts near 0). Only list scores
+    carry the prior; the wrapped model's other outputs pass through, and it is what a run exports."""
+
+    def __init__(self, inner: nnx.Module, weight: float):
+        self.inner, self.weight = inner, float(weight)
+        self.OUTPUTS = inner.OUTPUTS
+
+    def represent(self, batch, *, deterministic: bool = True, rngs: nnx.Rngs | None = None):
+        return self.inner.represent(batch, deterministic=deterministic, rngs=rngs)
+
+    def outputs(self, reps, batch, kinds: Sequence[str] = ("scores",)):
+        out = self.inner.outputs(reps, batch, kinds)
+        if "scores" in out:
+            out["scores"] = out["scores"] + self.weight * batch["first_stage_scores"]
+        return out
+
+    def __call__(self, batch, *, deterministic: bool = True, rngs: nnx.Rngs | None = None):
+        return self.outputs(self.represent(batch, deterministic=deterministic, rngs=rngs), batch)["scores"]
+
+
 class Dense(nnx.Module):
     """``y = x W + b`` with ``W`` named ``(in_name, out_name)``; float32 or bf16-input matmul."""
 

@@ -159,7 +159,8 @@ def _fast_bits(key: jax.Array, shape: tuple[int, ...]) -> jax.Array:
 
 
 def dropout(x: jax.Array, rate: float, rngs: nnx.Rngs | None, deterministic: bool) -> jax.Array:
-    """Inverted dropout; a no-op when ``deterministic`` or without ``rngs`` (BATCH.md contract).
+    """Inverted dropout; a no-op when ``deterministic`` or without ``rngs`` (the model family contract of
+    :mod:`ranking_jax.models`).
 
     Keeps an element when 16 random bits are >= ``round(rate * 2^16)`` and rescales by the exact keep
     probability, so it is unbiased. The bits are a counter-based hash of the element index and the key

@@ -49,12 +49,8 @@ class SAMState(NamedTuple):
 
 def split_groups(tree: Any, groups: int) -> Any:
     """Reshapes every leaf's leading (batch) axis ``[B, ...]`` to ``[groups, B // groups, ...]``."""
-    def split(x):
-        if x.shape[0] % groups:
-            raise ValueError(f"m-sharpness: batch dimension {x.shape[0]} is not divisible by groups={groups}; "
-                             "choose a batch size that is a multiple of optimizer.sharpness_groups")
-        return x.reshape((groups, x.shape[0] // groups) + x.shape[1:])
-    return jax.tree.map(split, tree)
+    from ranking_jax.grads import split_batch
+    return split_batch(tree, groups, f"groups={groups} (m-sharpness)")
 
 
 def all_finite(tree: Any) -> jax.Array:

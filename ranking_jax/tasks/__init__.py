@@ -3,8 +3,8 @@
 
 A task builds its data (content-keyed caches, :mod:`ranking_jax.tasks.cache`), its batches with the fields the
 objective's views read, its evaluators, and the baselines that bracket the effect (e.g. the first stage's own
-ranking). It resolves the config fields it determines (``model_updates``, e.g. a feature count, declared where it registers
-as ``resolves``) so that the config written to ``config.json`` is the one that ran.
+ranking). It resolves the config fields it determines (``model_updates``, e.g. a feature count, declared where it
+registers as ``resolves``) so that the config written to ``config.json`` is the one that ran.
 """
 
 from __future__ import annotations

@@ -106,7 +106,11 @@ def _build(base: pathlib.Path, name: str, path: pathlib.Path, sources: str, hash
     tmp = path.with_name(path.name + f".tmp{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    build(tmp)
+    try:
+        build(tmp)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     (tmp / "KEY.json").write_text(json.dumps({"name": name, "sources": hashes}, indent=1) + "\n")
     shutil.rmtree(path, ignore_errors=True)
     os.replace(tmp, path)

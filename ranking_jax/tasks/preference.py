@@ -118,6 +118,7 @@ def preference(config, objective, ctx: Context) -> Task:
         responses = [y for obj in sets for y in obj["responses"]]
         evaluators["policy"] = PolicyEvaluator(
             response_scorer(prompts, responses, pipeline=pipeline, mesh=ctx.mesh, rules=ctx.rules),
-            run_path=ctx.workdir / "policy.run", prompt_index=[i for i, obj in enumerate(sets) for _ in obj["responses"]],
+            run_path=ctx.workdir / "policy.run",
+            prompt_index=[i for i, obj in enumerate(sets) for _ in obj["responses"]],
             rewards=[float(r) for obj in sets for r in obj["rewards"]])
     return Task(train_pipeline.iterator(), evaluators, model_updates=updates)

@@ -39,6 +39,8 @@ def source_folder(config, collection: str) -> pathlib.Path:
 def built(config, builder_cls, *, name: str, builder_config: str, source: Any, manual_dir=None):
     """A tfds builder prepared once per content of ``source`` (a folder, or a tag for builders that fetch)."""
     def build(out):
+        import tensorflow_datasets as tfds
+        tfds.disable_progress_bar()
         data_lib.prepare(builder_cls, data_dir=out, config=builder_config, manual_dir=manual_dir)
     folder = cached(config, name, key=(source, builder_config, str(builder_cls.VERSION)), build=build)
     return data_lib.prepare(builder_cls, data_dir=folder, config=builder_config, manual_dir=manual_dir)
@@ -123,7 +125,7 @@ def evaluation(config, ctx: Context, c: Collection, eval_qrels: dict, tokenizer,
         records = data_lib.eval_lists(eval_qrels, eval_cands, list_size=d.eval_list_size)
         batches = data_lib.text_pipeline(records, family=family, queries=c.query_table, corpus=c.corpus,
                                          batch_size=d.eval_batch_size, list_size=d.eval_list_size, train=False,
-                                         tokenizer=tokenizer)
+                                         tokenizer=tokenizer, item_fields=first_stage_fields(config, c))
         return {f"{prefix}rerank": registry.lookup("evaluators.rerank")(
             batches, query_ids=c.query_ids, doc_id=lambda q, doc: c.doc_ids[doc],
             run_path=ctx.workdir / f"{name}rerank.run", **common)}, baselines
@@ -141,16 +143,25 @@ def evaluation(config, ctx: Context, c: Collection, eval_qrels: dict, tokenizer,
     return evaluators, baselines
 
 
+def first_stage_fields(config, c: Collection, *, needed: bool = False) -> dict[str, Callable]:
+    """``first_stage_scores``, the first stage's score of each candidate (a document it did not retrieve gets the
+    query's lowest), when ``needed`` or ``data.first_stage_weight`` adds them to the model's scores."""
+    if not (needed or config.data.first_stage_weight):
+        return {}
+    if config.data.first_stage_weight and config.model.name == "bi_encoder":
+        raise ValueError("config.data.first_stage_weight: a bi-encoder re-ranks from embeddings, without the first "
+                         "stage's scores; use it with cross_encoder, colbert, tk or prett")
+    table = {q: dict(zip(rows.tolist(), scores.tolist())) for q, (rows, scores) in c.candidates.items()}
+    lowest = {q: (min(t.values()) if t else 0.0) for q, t in table.items()}
+    return {"first_stage_scores": lambda qs, ds: np.array(
+        [table.get(q, {}).get(d, lowest.get(q, 0.0)) for q, d in zip(qs.tolist(), ds.tolist())], np.float32)}
+
+
 def item_fields(config, objective, c: Collection, train_qrels: dict) -> dict[str, Callable]:
-    """The per-item batch fields the objective's views read: the first stage's score of each candidate (a
-    document it did not retrieve gets the query's lowest) and Rel-MF exposure propensities (popularity of each
-    document among the training positives, ``(n_d / max n)^0.5``)."""
-    out = {}
-    if "first_stage_scores" in objective.batch_keys:
-        table = {q: dict(zip(rows.tolist(), scores.tolist())) for q, (rows, scores) in c.candidates.items()}
-        lowest = {q: (min(t.values()) if t else 0.0) for q, t in table.items()}
-        out["first_stage_scores"] = lambda qs, ds: np.array(
-            [table.get(q, {}).get(d, lowest.get(q, 0.0)) for q, d in zip(qs.tolist(), ds.tolist())], np.float32)
+    """The per-item batch fields of training lists: the first stage's scores (:func:`first_stage_fields`) and
+    Rel-MF exposure propensities (popularity of each document among the training positives, ``(n_d / max
+    n)^0.5``), when the objective's views read them."""
+    out = first_stage_fields(config, c, needed="first_stage_scores" in objective.batch_keys)
     if "propensities" in objective.batch_keys:
         if config.data.propensities != "popularity":
             raise ValueError(f"config.data.propensities={config.data.propensities!r}: the loss reads exposure "

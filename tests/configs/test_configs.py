@@ -1,0 +1,42 @@
+"""Every experiment config in configs/ runs 2 steps end to end (data, model, loss, optimizer, evaluators,
+checkpoint); swapping the optimizer is one line; the quickstart config resolves its runs."""
+
+import pytest
+
+from helpers import check_two_step_run, load_config, run_config, write_svmlight
+
+
+@pytest.mark.parametrize("name", ["cross_encoder", "bi_encoder", "colbert", "tk", "prett"])
+def test_text_config_two_steps(name, tmp_path):
+    config = load_config(name, "runlocal")
+    config.data.cache_dir = str(tmp_path / "cache")
+    summary = run_config(config, tmp_path / "run")
+    check_two_step_run(tmp_path / "run", summary)
+    assert (tmp_path / "run" / "rerank.run").stat().st_size > 0
+    if name == "bi_encoder":
+        assert "retrieval/nDCG@10" in summary["eval_after"]
+
+
+def test_ltr_config_two_steps(tmp_path):
+    config = load_config("ltr_mlp", "runlocal,custom")
+    config.data.manual_dir = str(write_svmlight(tmp_path / "letor"))
+    config.data.cache_dir = str(tmp_path / "cache")
+    summary = run_config(config, tmp_path / "run")
+    check_two_step_run(tmp_path / "run", summary, measures=("nDCG@1",))
+
+
+@pytest.mark.parametrize("optimizer", ["sam", "tram"])
+def test_optimizer_swap_is_one_line(optimizer, tmp_path):
+    config = load_config("ltr_mlp", "runlocal,custom")
+    config.data.manual_dir = str(write_svmlight(tmp_path / "letor"))
+    config.data.cache_dir = str(tmp_path / "cache")
+    config.optimizer.name = optimizer
+    summary = run_config(config, tmp_path / "run")
+    check_two_step_run(tmp_path / "run", summary, measures=("nDCG@1",))
+
+
+def test_quickstart_config_resolves():
+    config = load_config("quickstart")
+    assert sorted(config.runs) == ["bi_encoder", "cross_encoder"]
+    assert config.runs.cross_encoder.data.collection == "chatterbot"
+    assert config.runs.bi_encoder.optimizer.total_steps == config.runs.bi_encoder.train.num_steps

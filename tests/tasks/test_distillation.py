@@ -1,0 +1,54 @@
+"""ranking_jax.tasks.distillation: a student trains on Margin-MSE triples scored by the mean of exported
+cross-encoder teachers; ``teacher.tsv`` is checked against the teachers' own forward passes on hand-encoded pairs."""
+
+import numpy as np
+import pytest
+
+from helpers import cache_entry, check_two_step_run, load_config, run_config
+
+
+def test_distillation_from_the_mean_of_exported_teachers(tmp_path):
+    """``data.teacher``: a student trains on (positive, BM25 negative) triples scored by the mean of two exported
+    cross-encoders (the paper's mean ensemble); ``teacher.tsv`` holds, per training query, a judged positive, an
+    unjudged negative and the mean of the teachers' own forward passes on those encoded pairs."""
+    import json
+
+    from ranking_jax import data
+    from ranking_jax.models import cross_encoder
+    teachers = []
+    for seed in (0, 1):
+        teachers.append(cross_encoder(pretrained="minilm", num_hidden_layers=1, seed=seed))
+        teachers[-1].head.kernel.set_value(teachers[-1].head.kernel[...] * 1000)  # margins well above 1e-6
+        teachers[-1].save_pretrained(tmp_path / f"t{seed}", source="minilm")
+    config = load_config("bi_encoder", "runlocal")
+    config.data.cache_dir = str(tmp_path / "cache")
+    config.data.update({"teacher": f"{tmp_path}/t0,{tmp_path}/t1", "teacher_per_query": 1, "list_size": 2})
+    config.evals.retrieval = False  # re-ranking is enough here; retrieval encodes the whole corpus
+    config.loss = "losses.margin_mse_loss"
+    summary = run_config(config, tmp_path / "run")
+    check_two_step_run(tmp_path / "run", summary)
+
+    source = cache_entry(config, "chatterbot-beir")
+    text = {r["_id"]: f"{r['title']} {r['text']}" if r.get("title") else r["text"]
+            for name in ("corpus", "queries") for r in map(json.loads, open(source / f"{name}.jsonl"))}
+    qrels = {}
+    for line in (source / "qrels" / "train.tsv").read_text().splitlines()[1:]:
+        q, d, rel = line.split("\t")
+        qrels.setdefault(q, set()).update([d] if int(rel) > 0 else [])
+    rows = list(data.read_teacher_triples(tmp_path / "run" / "teacher.tsv"))
+    assert len({q for *_, q, _, _ in rows}) == len(rows) > 100  # one triple per training query
+    assert all(p in qrels[q] and n not in qrels[q] for *_, q, p, n in rows)
+    tok = data.TextTokenizer(query_length=config.data.query_length, doc_length=config.data.doc_length)
+    sample = rows[:24]
+    docs = [text[p] for *_, p, _ in sample] + [text[n] for *_, n in sample]
+    # a document contributes at most doc_length word pieces to a pair, as in every text pipeline
+    enc = tok.encode_pairs([text[q] for *_, q, _, _ in sample] * 2,
+                           [ids[:config.data.doc_length] for ids in tok.tokens(docs)])
+    batch = {"pair_ids": enc["ids"][:, None], "pair_mask": enc["mask"][:, None],
+             "pair_type_ids": enc["type_ids"][:, None]}
+    expected = np.mean([np.asarray(t(batch, deterministic=True))[:, 0] for t in teachers], 0).reshape(2, -1).T
+    np.testing.assert_allclose([r[1:3] for r in sample], expected, rtol=1e-4, atol=1e-4)
+    assert np.std([r[1] - r[2] for r in rows]) > 0.1  # real, varying margins
+    config.data.teacher = str(tmp_path / "no_teacher")
+    with pytest.raises(FileNotFoundError, match=r"config.data.teacher: .*no_teacher holds no exported model"):
+        run_config(config, tmp_path / "run2")
