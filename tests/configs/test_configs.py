@@ -40,3 +40,14 @@ def test_quickstart_config_resolves():
     assert sorted(config.runs) == ["bi_encoder", "cross_encoder"]
     assert config.runs.cross_encoder.data.collection == "chatterbot"
     assert config.runs.bi_encoder.optimizer.total_steps == config.runs.bi_encoder.train.num_steps
+
+
+@pytest.mark.parametrize("arg", ["inbatch", "e2rank"])
+def test_bi_encoder_objective_variants_resolve(arg):
+    """``bi_encoder.py:inbatch`` / ``:e2rank`` name registered losses whose views a bi-encoder gives (their 2-step
+    training runs in tests/losses/test_registered.py)."""
+    from ranking_jax import objectives, registry
+    config = load_config("bi_encoder", f"runlocal,{arg}")
+    objective = objectives.parse(config.loss)
+    assert config.model.similarity == "cosine" and "score_matrix" in objective.outputs
+    objective.check_model("bi_encoder", registry.entry("models.bi_encoder").meta["outputs"])

@@ -44,6 +44,7 @@ def test_first_stage_baseline_row_and_first_stage_prior(tmp_path):
     config.data.cache_dir = str(tmp_path / "cache")
     config.data.first_stage_weight = 1e4
     config.train.num_steps = 0
+    config.optimizer.schedule = "constant"  # a linear decay needs steps to decay over
     summary = run_config(config, tmp_path / "run")
     first = formats.read_run(tmp_path / "run" / "first_stage.run")
     qrels = {q: d for q, d in formats.read_qrels(cache_entry(config, "chatterbot-beir") / "qrels" / "test.tsv").items()
