@@ -1,8 +1,8 @@
 """Orbax checkpoints: asynchronous, keep-N, restored straight into the target shardings.
 
 Resume order (``resolve_start``): (1) the workdir's latest checkpoint, (2) ``config.resume`` (another
-run's checkpoint directory), (3) ``config.init`` (pretrained weights, loaded by the model builder),
-(4) from scratch. A checkpoint holds the train state and the data iterator's state, so a run killed
+run's checkpoint directory), (3) a fresh start ("scratch": the model builder's weights, pretrained ones when
+``model.pretrained`` names them). A checkpoint holds the train state and the data iterator's state, so a run killed
 at any moment (SIGKILL included) and restarted with the same command continues exactly.
 """
 
@@ -67,14 +67,14 @@ class Checkpointer:
 
 @dataclasses.dataclass(frozen=True)
 class Start:
-    """Where a run starts: ``source`` is 'workdir', 'resume', 'init' or 'scratch'."""
+    """Where a run starts: ``source`` is 'workdir', 'resume' or 'scratch' (the model builder's weights)."""
     source: str
     directory: pathlib.Path | None = None
     step: int | None = None
 
 
-def resolve_start(workdir: str | pathlib.Path, *, resume: str = "", init: str = "") -> Start:
-    """The resume order: workdir checkpoint > ``resume`` checkpoint dir > ``init`` weights > scratch."""
+def resolve_start(workdir: str | pathlib.Path, *, resume: str = "") -> Start:
+    """The resume order: workdir checkpoint > ``resume`` checkpoint dir > scratch."""
     own = pathlib.Path(workdir) / "checkpoints"
     if own.is_dir():
         step = ocp.CheckpointManager(own.absolute()).latest_step()
@@ -88,8 +88,6 @@ def resolve_start(workdir: str | pathlib.Path, *, resume: str = "", init: str = 
             raise FileNotFoundError(f"config.resume={resume!r} holds no finalized checkpoint; point it at a "
                                     "workdir or its checkpoints/ directory, or set it to ''")
         return Start("resume", path, step)
-    if init:
-        return Start("init")
     return Start("scratch")
 
 

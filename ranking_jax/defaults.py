@@ -58,6 +58,13 @@ def flatten(tree: dict, prefix: str = "") -> dict:
     return out
 
 
+def config_diff(old_json: str, new_json: str, *, ignore=()) -> list[str]:
+    """``"key: old -> new"`` for every flattened field where two ``config.json`` texts differ, except ``ignore``."""
+    old, new = flatten(json.loads(old_json)), flatten(json.loads(new_json))
+    return [f"{k}: {old.get(k, '(absent)')!r} -> {new.get(k, '(absent)')!r}"
+            for k in sorted(old.keys() | new.keys()) if old.get(k) != new.get(k) and k not in ignore]
+
+
 def parse_arg(arg: str | None, **defaults):
     """``"runlocal,steps=10"`` -> ConfigDict(runlocal=True, steps=10) over ``defaults`` (big_vision style)."""
     out = ConfigDict(defaults)

@@ -33,10 +33,7 @@ def write_config(config: ConfigDict, workdir: pathlib.Path, *, allow_change: boo
     text = defaults.config_json(config)
     path = workdir / "config.json"
     if path.exists() and path.read_text() != text:
-        old = defaults.flatten(json.loads(path.read_text()))
-        new = defaults.flatten(json.loads(text))
-        changed = [f"{k}: {old.get(k, '(absent)')!r} -> {new.get(k, '(absent)')!r}"
-                   for k in sorted(old.keys() | new.keys()) if old.get(k) != new.get(k)]
+        changed = defaults.config_diff(path.read_text(), text)
         if not allow_change:
             raise ConfigChangedError(
                 f"{workdir} holds a run of another config ({len(changed)} field(s) differ: {'; '.join(changed[:8])}"

@@ -167,14 +167,12 @@ def run_cell(config, workdir: pathlib.Path) -> tuple[dict, bool]:
     """``(summary, reused)`` of ``config`` run in ``workdir`` (a finished run of the same config is reused)."""
     from ranking_jax import defaults, registry, run
     summary_path, config_path = workdir / "summary.json", workdir / "config.json"
-    if config_path.exists():  # the saved config differs only in the fields its task resolves (a feature count)
-        wanted = defaults.flatten(json.loads(defaults.config_json(config)))
-        saved = defaults.flatten(json.loads(config_path.read_text()))
-        resolved = set(registry.entry(f"tasks.{config.task}").meta["resolves"])
-        changed = sorted(k for k in wanted.keys() | saved.keys() if saved.get(k) != wanted.get(k) and k not in resolved)
+    if config_path.exists():  # the saved config may differ only in the fields its task resolves (a feature count)
+        resolved = registry.entry(f"tasks.{config.task}").meta["resolves"]
+        changed = defaults.config_diff(config_path.read_text(), defaults.config_json(config), ignore=resolved)
         if changed:
-            raise SystemExit(f"{workdir} holds a run of a different config ({config_path}: {', '.join(changed[:5])} "
-                             "differ); delete that folder or pass another --workdir")
+            raise SystemExit(f"{workdir} holds a run of a different config ({config_path}: "
+                             f"{'; '.join(changed[:5])}); delete that folder or pass another --workdir")
         if summary_path.exists():
             return json.loads(summary_path.read_text()), True
     return run.run_one(config, workdir, progress=False, allow_config_change=True), False

@@ -14,7 +14,7 @@ import jax
 import numpy as np
 from flax import nnx
 
-from ranking_jax import sharding
+from ranking_jax import runtime, sharding
 
 __all__ = ["TOKEN_PREFIXES", "bucket", "padding_lengths", "trim_padding", "global_batch", "jitted", "encode_rows",
            "encode_queries", "encode_docs"]
@@ -62,7 +62,6 @@ def global_batch(host_batch: Mapping[str, np.ndarray], mesh, rules=sharding.DEFA
                  trim: bool = True) -> Any:
     """This process's rows of a batch as global arrays sharded on the batch axis; token arrays cut to one bucket
     that every process agrees on (the longest over processes)."""
-    from ranking_jax import runtime
     batch = dict(host_batch)
     if trim:
         batch = trim_padding(batch, runtime.max_over_processes(padding_lengths(batch)))

@@ -93,6 +93,19 @@ def cached(config: Any, name: str, *, key: Sequence[Any], build: Callable[[pathl
     return path
 
 
+def prepared(config: Any, builder_cls, *, name: str, builder_config: str, source: Any, manual_dir=None):
+    """A tfds builder (array_record) prepared once per content of ``source`` (a folder, or a tag such as
+    ``"download:mslr_web10k_fold1"`` for builders that fetch their data) and its builder config."""
+    from ranking_jax import data as data_lib
+
+    def build(out):
+        import tensorflow_datasets as tfds
+        tfds.disable_progress_bar()
+        data_lib.prepare(builder_cls, data_dir=out, config=builder_config, manual_dir=manual_dir)
+    folder = cached(config, name, key=(source, builder_config, str(builder_cls.VERSION)), build=build)
+    return data_lib.prepare(builder_cls, data_dir=folder, config=builder_config, manual_dir=manual_dir)
+
+
 def _build(base: pathlib.Path, name: str, path: pathlib.Path, sources: str, hashes: dict, build) -> None:
     index_path = base / f"{name}.index.json"
     try:

@@ -8,7 +8,7 @@ import pathlib
 from ranking_jax import data as data_lib
 from ranking_jax import registry
 from ranking_jax.tasks import Context, Task
-from ranking_jax.tasks.text_ranking import built
+from ranking_jax.tasks.cache import prepared
 
 
 @registry.register("tasks.letor", resolves=("model.num_features",))
@@ -17,8 +17,8 @@ def letor(config, objective, ctx: Context) -> Task:
     feature count (``model.num_features``)."""
     d = config.data
     source = pathlib.Path(d.manual_dir) if d.manual_dir else f"download:{d.letor_config}"
-    src = built(config, data_lib.Letor, name="letor", builder_config=d.letor_config, source=source,
-                manual_dir=d.manual_dir or None).as_data_source()
+    src = prepared(config, data_lib.Letor, name="letor", builder_config=d.letor_config, source=source,
+                   manual_dir=d.manual_dir or None).as_data_source()
     train_records = data_lib.letor_records(src[d.train_split], list_size=d.list_size, train=True,
                                            normalization=d.normalization)
     eval_records = data_lib.letor_records(src[d.eval_split], list_size=d.eval_list_size, train=False,

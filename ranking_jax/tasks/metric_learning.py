@@ -11,7 +11,7 @@ import numpy as np
 from ranking_jax import data as data_lib
 from ranking_jax import registry
 from ranking_jax.tasks import Context, Task
-from ranking_jax.tasks.text_ranking import built
+from ranking_jax.tasks.cache import prepared
 
 
 @registry.register("tasks.metric_learning", resolves=("model.num_features",))
@@ -20,8 +20,8 @@ def metric_learning(config, objective, ctx: Context) -> Task:
     sample of ``data.max_eval_images`` (both metrics are O(N^2) in memory)."""
     d = config.data
     source = pathlib.Path(d.manual_dir) if d.manual_dir else f"builtin:{d.dataset}"
-    builder = built(config, data_lib.ImageClasses, name="image_classes", builder_config=d.dataset, source=source,
-                    manual_dir=d.manual_dir or None)
+    builder = prepared(config, data_lib.ImageClasses, name="image_classes", builder_config=d.dataset, source=source,
+                       manual_dir=d.manual_dir or None)
     src = builder.as_data_source()
     max_value = float(builder.info.metadata["max_value"])
     train_data = data_lib.image_pipeline(src[d.train_split], batch_size=d.batch_size, train=True, seed=config.seed,

@@ -14,10 +14,9 @@ from ranking_jax import checkpoint, models, registry
 from ranking_jax import data as data_lib
 from ranking_jax.evaluators import PolicyEvaluator, PreferenceEvaluator
 from ranking_jax.tasks import Context, Task
-from ranking_jax.tasks.cache import cached
+from ranking_jax.tasks.cache import cached, prepared
 from ranking_jax.tasks.rewards import (response_scorer, scored_copy, sentence_features, similarity_reward,
                                        trained_reward)
-from ranking_jax.tasks.text_ranking import built
 
 
 def _reward(config, ctx: Context, pipeline):
@@ -91,8 +90,8 @@ def preference(config, objective, ctx: Context) -> Task:
 
     reward, reward_key = _reward(config, ctx, pipeline)
     source = _source(config, reward, reward_key)
-    src.update(built(config, data_lib.Preference, name="preference", builder_config="jsonl", source=source,
-                     manual_dir=source).as_data_source())
+    src.update(prepared(config, data_lib.Preference, name="preference", builder_config="jsonl", source=source,
+                        manual_dir=source).as_data_source())
     for split in (d.train_split, d.eval_split):
         if split not in src:
             raise ValueError(f"config.data: split {split!r} is not in {source} (has {sorted(src)})")

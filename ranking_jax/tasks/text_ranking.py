@@ -15,7 +15,7 @@ from ranking_jax import data as data_lib
 from ranking_jax import registry
 from ranking_jax.evaluators import evaluate_run
 from ranking_jax.tasks import Context, Task
-from ranking_jax.tasks.cache import cached
+from ranking_jax.tasks.cache import cached, prepared
 from ranking_jax.tasks.first_stage import spec_of
 
 TEXT_FAMILIES = ("cross_encoder", "bi_encoder", "colbert", "tk", "prett")
@@ -34,16 +34,6 @@ def source_folder(config, collection: str) -> pathlib.Path:
                                 "neither 'chatterbot' nor a BEIR folder holding corpus.jsonl, queries.jsonl and "
                                 "qrels/*.tsv")
     return path
-
-
-def built(config, builder_cls, *, name: str, builder_config: str, source: Any, manual_dir=None):
-    """A tfds builder prepared once per content of ``source`` (a folder, or a tag for builders that fetch)."""
-    def build(out):
-        import tensorflow_datasets as tfds
-        tfds.disable_progress_bar()
-        data_lib.prepare(builder_cls, data_dir=out, config=builder_config, manual_dir=manual_dir)
-    folder = cached(config, name, key=(source, builder_config, str(builder_cls.VERSION)), build=build)
-    return data_lib.prepare(builder_cls, data_dir=folder, config=builder_config, manual_dir=manual_dir)
 
 
 def limit(qrels: dict, n: int) -> dict:
@@ -78,8 +68,8 @@ def load(config, ctx: Context, collection: str, qrels_by_split: Callable, tokeni
     and the first stage's top ``depth`` of them (``config.data.candidates``, cached by content)."""
     d = config.data
     source = source_folder(config, collection)
-    src = built(config, data_lib.Beir, name="beir", builder_config="custom", source=source,
-                manual_dir=source).as_data_source()
+    src = prepared(config, data_lib.Beir, name="beir", builder_config="custom", source=source,
+                   manual_dir=source).as_data_source()
     for split in splits:
         if split not in src:
             raise ValueError(f"config.data: split {split!r} is not in {source} (has {sorted(src)})")
