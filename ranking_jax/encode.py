@@ -1,7 +1,15 @@
-"""Encode texts into vectors with a BERT-family encoder (sentence-transformers style, in JAX).
+"""Encode texts into vectors with a BERT or MPNet encoder, as sentence-transformers does, in JAX.
 
-    python -m ranking_jax.encode --model DIR --input FILE.txt --output OUT.npy \
-        [--pooling mean|cls] [--normalize] [--batch-size N] [--max-length N] [--dtype float32|bfloat16]
+    python -m ranking_jax.encode --model DIR --input FILE.txt --output OUT.npy [--pooling mean|cls|max|mean_sqrt_len]
+        [--normalize | --no-normalize] [--max-length N] [--prompt-name NAME | --prompt TEXT] [--batch-size N]
+        [--dtype float32|bfloat16]
+
+By default DIR's own sentence-transformers modules decide (``modules.json``: the Transformer's max_seq_length and
+lower-casing, the Pooling mode, a Normalize module; prompts from ``config_sentence_transformers.json``), so the
+vectors equal ``SentenceTransformer(DIR).encode(texts)``; flags override them. In Python::
+
+    from ranking_jax import TextEncoder
+    vectors = TextEncoder("DIR").encode(texts, batch_size=32, normalize_embeddings=False)
 
 One text per input line, empty lines included, in order (row ``i`` of OUT.npy is line ``i``). Texts are
 encoded on the one length-bucketing path of training and evaluation (:func:`ranking_jax.data.encoding.encode_rows`:
@@ -23,7 +31,8 @@ from ranking_jax import sharding
 from ranking_jax.data.encoding import encode_queries, encode_rows
 from ranking_jax.models import pretrained as hf
 from ranking_jax.models.bi_encoder import BiEncoder
-from ranking_jax.models.encoder import Encoder, check_pooling
+from ranking_jax.models._common import resolve_pretrained
+from ranking_jax.models.encoder import POOLINGS, Encoder, check_pooling
 
 __all__ = ["TextEncoder", "read_lines", "main"]
 
@@ -42,50 +51,91 @@ def token_arrays(tokenizer, texts: Sequence[str], max_length: int) -> dict[str, 
 
 
 class TextEncoder:
-    """Texts -> vectors with a pretrained dir (or an :class:`Encoder` plus its tokenizer dir).
-
-    ``TextEncoder("path/to/model", pooling="mean", normalize=True).encode(texts)`` reproduces
-    sentence-transformers' ``encode`` for mean-pooling models.
+    """Texts -> vectors with a model directory (``"minilm"``, ``"mpnet"`` or a path; or an :class:`Encoder` plus
+    the directory of its tokenizer), following the directory's sentence-transformers modules
+    (:func:`ranking_jax.models.pretrained.sentence_settings`); ``pooling``/``normalize``/``max_length`` override.
     """
 
     def __init__(self, model: str | pathlib.Path | Encoder, *, tokenizer_dir: str | pathlib.Path | None = None,
-                 pooling: str = "mean", normalize: bool = False, batch_size: int = 32, max_length: int = 256,
-                 dtype: str = "float32"):
-        check_pooling(pooling)
+                 pooling: str | None = None, normalize: bool | None = None, batch_size: int = 32,
+                 max_length: int | None = None, dtype: str = "float32"):
         if isinstance(model, Encoder):
             if tokenizer_dir is None:
                 raise ValueError("an Encoder instance needs tokenizer_dir= (the directory of its tokenizer.json)")
             encoder = model
         else:
+            model = resolve_pretrained(model)
             tokenizer_dir = tokenizer_dir or model
             encoder = hf.from_pretrained(model, dtype=dtype)
-        max_pos = encoder.config.max_position_embeddings
-        if max_length > max_pos:
-            raise ValueError(f"max_length {max_length} exceeds the model's max_position_embeddings {max_pos}")
+        self.settings = hf.sentence_settings(tokenizer_dir)
+        pooling = check_pooling(pooling or self.settings.pooling)
+        normalize = self.settings.normalize if normalize is None else normalize
+        max_length = max_length or self.settings.max_length
+        room = encoder.config.max_position_embeddings - encoder.config.position_start
+        if max_length > room:
+            raise ValueError(f"max_length {max_length} exceeds the {room} positions the model has")
+        _check_batch_size(batch_size)
         self.tokenizer = hf.load_tokenizer(tokenizer_dir, max_length=max_length)
         self.batch_size, self.max_length = batch_size, max_length
         self.towers = BiEncoder(encoder, pooling=pooling, similarity="cosine" if normalize else "dot")
         self.mesh = sharding.make_mesh([("data", -1)], devices=jax.local_devices())
 
-    def encode(self, texts: Sequence[str], *, progress: bool = False) -> np.ndarray:
-        """float32 ``[N, D]`` in the order of ``texts``."""
-        texts = list(texts)
+    def encode(self, texts: str | Sequence[str], *, batch_size: int | None = None,
+               normalize_embeddings: bool = False, prompt_name: str | None = None, prompt: str | None = None,
+               progress: bool = False) -> np.ndarray:
+        """float32 ``[N, D]`` in the order of ``texts`` (``[D]`` for one string), as
+        ``SentenceTransformer.encode``: ``prompt`` (or the directory's prompt ``prompt_name``, else its default
+        prompt) is prepended to every text; ``normalize_embeddings`` L2-normalizes the result."""
+        if isinstance(texts, str):
+            return self.encode([texts], batch_size=batch_size, normalize_embeddings=normalize_embeddings,
+                               prompt_name=prompt_name, prompt=prompt)[0]
+        texts = [self._prompt(prompt_name, prompt) + t for t in texts]
         if not texts:
             raise ValueError("no texts to encode")
+        if self.settings.lowercase:
+            texts = [t.lower() for t in texts]
         bar = None
         if progress:
             from tqdm import tqdm
             bar = tqdm(total=len(texts), unit="text", file=sys.stderr)
         out = encode_rows(encode_queries, self.towers, token_arrays(self.tokenizer, texts, self.max_length),
-                          mesh=self.mesh, batch_size=self.batch_size, progress=bar.update if bar else None)
+                          mesh=self.mesh, batch_size=_check_batch_size(batch_size or self.batch_size),
+                          progress=bar.update if bar else None)
         if bar is not None:
             bar.close()
-        return out.astype(np.float32)
+        out = out.astype(np.float32)
+        if normalize_embeddings:
+            out = out / np.maximum(np.linalg.norm(out, axis=-1, keepdims=True), 1e-12)
+        return out
+
+    def _prompt(self, name: str | None, text: str | None) -> str:
+        if name is not None and text is not None:
+            raise ValueError("give prompt_name or prompt, not both")
+        if text is not None:
+            return text
+        name = name if name is not None else self.settings.default_prompt_name
+        if name is None:
+            return ""
+        if name not in self.settings.prompts:
+            raise ValueError(f"prompt_name {name!r} is not among the model's prompts {sorted(self.settings.prompts)} "
+                             f"({self.settings.source})")
+        return self.settings.prompts[name]
+
+
+def _check_batch_size(n: int) -> int:
+    if not isinstance(n, int) or n < 1:
+        raise ValueError(f"batch size must be a positive integer, got {n!r}")
+    return n
 
 
 def read_lines(path: str | pathlib.Path) -> list[str]:
     """Lines of a UTF-8 file; empty lines are texts too, a final newline does not start one."""
-    text = pathlib.Path(path).read_text(encoding="utf-8")
+    try:
+        text = pathlib.Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: not UTF-8 at byte {e.start} ({e.reason}); convert the file to UTF-8") from e
+    if not text:
+        return []
     lines = text.split("\n")
     if text.endswith("\n"):
         lines.pop()
@@ -94,24 +144,37 @@ def read_lines(path: str | pathlib.Path) -> list[str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m ranking_jax.encode", description=__doc__.split("\n\n")[0])
-    p.add_argument("--model", required=True, help="directory with config.json, model.safetensors, tokenizer.json")
+    p.add_argument("--model", required=True, help="directory with config.json, model.safetensors, tokenizer.json "
+                   "(and sentence-transformers modules); or minilm / mpnet")
     p.add_argument("--input", required=True, help="UTF-8 text file, one text per line")
     p.add_argument("--output", required=True, help="output .npy, float32 [lines, hidden]")
-    p.add_argument("--pooling", choices=("mean", "cls"), default="mean")
-    p.add_argument("--normalize", action="store_true", help="L2-normalize the vectors")
+    p.add_argument("--pooling", choices=sorted(POOLINGS), default=None, help="default: the model's Pooling module")
+    p.add_argument("--normalize", action=argparse.BooleanOptionalAction, default=None,
+                   help="L2-normalize the vectors (default: whether the model has a Normalize module)")
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--max-length", type=int, default=256, help="tokens per text incl. [CLS]/[SEP] (truncation)")
+    p.add_argument("--max-length", type=int, default=None,
+                   help="tokens per text incl. special tokens (default: the model's max_seq_length, else 256)")
+    p.add_argument("--prompt-name", default=None, help="one of the model's prompts (config_sentence_transformers.json)")
+    p.add_argument("--prompt", default=None, help="text prepended to every line")
     p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32",
                    help="matmul compute dtype (bfloat16: bf16 inputs, float32 accumulation)")
     args = p.parse_args(argv)
     if not pathlib.Path(args.input).is_file():
         p.error(f"--input {args.input} does not exist")
-    texts = read_lines(args.input)
+    if args.batch_size < 1:
+        p.error(f"--batch-size must be at least 1, got {args.batch_size}")
+    try:
+        texts = read_lines(args.input)
+    except ValueError as e:
+        p.error(str(e))
     if not texts:
         p.error(f"--input {args.input} has no lines")
-    encoder = TextEncoder(args.model, pooling=args.pooling, normalize=args.normalize, batch_size=args.batch_size,
-                          max_length=args.max_length, dtype=args.dtype)
-    vectors = encoder.encode(texts, progress=True)
+    try:
+        encoder = TextEncoder(args.model, pooling=args.pooling, normalize=args.normalize, batch_size=args.batch_size,
+                              max_length=args.max_length, dtype=args.dtype)
+        vectors = encoder.encode(texts, prompt_name=args.prompt_name, prompt=args.prompt, progress=True)
+    except ValueError as e:
+        p.error(str(e))
     np.save(args.output, vectors)
     print(f"wrote {vectors.shape[0]} x {vectors.shape[1]} vectors to {args.output}", file=sys.stderr)
     return 0

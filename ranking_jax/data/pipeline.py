@@ -188,6 +188,10 @@ class _TextFeatures:
             raise ValueError(f"unknown text model family {family!r}; expected one of {TEXT_FAMILIES}")
         if (family == "colbert") != tokenizer.colbert:
             raise ValueError(f"family {family!r} needs a TextTokenizer with colbert={family == 'colbert'}")
+        for name, table in (("queries", queries), ("corpus", corpus), ("pseudo", pseudo)):
+            if isinstance(table, TokenTable) and table.digest != tokenizer.digest:
+                raise ValueError(f"the {name} token table was built with another tokenizer than this pipeline's "
+                                 f"({table.digest} != {tokenizer.digest}); pass the texts, or a table of its own")
         self.family, self.tok, self.queries, self.corpus = family, tokenizer, queries, corpus
         self.item_fields, self.pseudo, self.pseudo_length = dict(item_fields or {}), pseudo, pseudo_length
 

@@ -1,5 +1,7 @@
-"""Fixed-length BERT-style token encodings with a Hugging Face ``tokenizer.json`` (``tokenizers``).
+"""Fixed-length encoder token encodings with a Hugging Face ``tokenizer.json`` (``tokenizers``).
 
+The special tokens come from the tokenizer's own post-processor, so BERT's ``[CLS] q [SEP] d [SEP]`` and MPNet's
+(RoBERTa's) ``<s> q </s></s> d </s>`` are both what the model was trained with; below in BERT's names.
 Every output has a static shape, padded with [PAD] (id from the tokenizer) and masked:
   single text  ``[CLS] t [SEP]``                  ids/mask [n, length]
   query        ``[CLS] q [SEP]``                  [n, query_length]
@@ -14,6 +16,7 @@ MaxSim scoring.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import os
 import pathlib
@@ -75,24 +78,34 @@ class TextTokenizer:
         path = pathlib.Path(path)
         if path.is_dir():
             path = path / "tokenizer.json"
+        self.digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]  # which vocabulary token ids refer to
         self._tok = Tokenizer.from_file(str(path))
         self._tok.no_padding()  # tokenizer.json files may carry fixed padding/truncation; we pad ourselves
         self._tok.no_truncation()
         self.query_length, self.doc_length = query_length, doc_length
         self.pair_length = pair_length or query_length + doc_length - 1
         self.colbert = colbert
-        self.cls, self.sep, self.pad, self.mask_id = (self._id(t) for t in ("[CLS]", "[SEP]", "[PAD]", "[MASK]"))
+        single, pair = self._tok.encode("", add_special_tokens=True), self._tok.encode("", "", add_special_tokens=True)
+        if len(single.ids) != 2 or len(pair.ids) < 3:
+            raise ValueError(f"{path}: the tokenizer's post-processor adds {single.tokens} to a text; an encoder "
+                             "tokenizer wraps it in a start and an end token ([CLS] ... [SEP] or <s> ... </s>)")
+        self.cls, self.sep = single.ids
+        self.middle, self.middle_types = pair.ids[1:-1], pair.type_ids[1:-1]  # [SEP] (BERT) or </s></s> (MPNet)
+        self.doc_type = pair.type_ids[-1]
+        self.pad, self.mask_id = self._id("[PAD]", "<pad>"), self._id("[MASK]", "<mask>")
         self.q_marker, self.d_marker = self._id(q_marker), self._id(d_marker)
         minimum = 3 if colbert else 2
         if min(query_length, doc_length) <= minimum or self.pair_length < 4:
             raise ValueError(f"token lengths too small: query_length={query_length}, doc_length={doc_length}, "
                              f"pair_length={self.pair_length} must leave room for [CLS]/markers/[SEP]")
 
-    def _id(self, token: str) -> int:
-        i = self._tok.token_to_id(token)
-        if i is None:
-            raise ValueError(f"the tokenizer has no {token!r} token; is it a BERT-family (WordPiece) tokenizer?")
-        return i
+    def _id(self, *tokens: str) -> int:
+        """The id of the first of ``tokens`` the vocabulary has."""
+        for token in tokens:
+            i = self._tok.token_to_id(token)
+            if i is not None:
+                return i
+        raise ValueError(f"the tokenizer has none of {list(tokens)}; is it a BERT or MPNet tokenizer?")
 
     def tokens(self, texts: Sequence[str] | Sequence[Sequence[int]]) -> list[list[int]]:
         """Word-piece ids of each text, without special tokens and without truncation; already tokenized
@@ -143,23 +156,28 @@ class TextTokenizer:
         return self.encode(texts, length=self.doc_length, marker=self.d_marker if self.colbert else None)
 
     def encode_pairs(self, queries: Sequence[str] | Ragged, docs: Sequence[str] | Ragged) -> dict[str, np.ndarray]:
-        """``[CLS] q [SEP] d [SEP]`` [n, pair_length]: {"ids", "mask", "type_ids"}."""
+        """``[CLS] q [SEP] d [SEP]`` [n, pair_length] (the tokenizer's pair template): {"ids", "mask",
+        "type_ids"}; the query keeps at most ``query_length - 2`` tokens, the document fills the rest."""
         if len(queries) != len(docs):
             raise ValueError(f"encode_pairs got {len(queries)} queries and {len(docs)} docs")
         q, d = self.ragged(queries), self.ragged(docs)
-        n, length = len(q), self.pair_length
-        q_keep = np.minimum(q.lengths, min(self.query_length - 2, length - 4))
-        sep1 = 1 + q_keep  # [CLS] q [SEP]
-        d_keep = np.minimum(d.lengths, length - sep1 - 2)
-        sep2 = sep1 + 1 + d_keep  # d [SEP]
+        n, length, m = len(q), self.pair_length, len(self.middle)
+        q_keep = np.minimum(q.lengths, min(self.query_length - 2, length - m - 3))
+        d_start = 1 + q_keep + m  # [CLS] q middle
+        d_keep = np.minimum(d.lengths, length - d_start - 1)
+        end = d_start + d_keep  # the final [SEP]
         ids = np.full((n, length), self.pad, np.int32)
+        types = np.zeros((n, length), np.int32)
         ids[:, 0] = self.cls
         q.place(ids, 1, q_keep)
-        d.place(ids, sep1 + 1, d_keep)
         rows, cols = np.arange(n), np.arange(length)
-        ids[rows, sep1], ids[rows, sep2] = self.sep, self.sep
-        mask = cols <= sep2[:, None]
-        return {"ids": ids, "mask": mask.astype(np.int32), "type_ids": (mask & (cols > sep1[:, None])).astype(np.int32)}
+        for j, (token, kind) in enumerate(zip(self.middle, self.middle_types)):
+            ids[rows, 1 + q_keep + j], types[rows, 1 + q_keep + j] = token, kind
+        d.place(ids, d_start, d_keep)
+        ids[rows, end] = self.sep
+        mask = cols <= end[:, None]
+        types[mask & (cols >= d_start[:, None])] = self.doc_type
+        return {"ids": ids, "mask": mask.astype(np.int32), "type_ids": types}
 
 
 class TokenTable:
@@ -172,6 +190,7 @@ class TokenTable:
     """
 
     def __init__(self, tokenizer: TextTokenizer, texts: Sequence[str], *, max_tokens: int, chunk: int = 8192):
+        self.digest = tokenizer.digest
         parts = [tokenizer.ragged(texts[start:start + chunk]) for start in range(0, len(texts), chunk)]
         parts = [p.take(np.arange(len(p)), max_tokens=max_tokens) for p in parts]
         self.rows = Ragged(np.concatenate([p.flat for p in parts]) if parts else np.zeros(0, np.int32),

@@ -16,12 +16,15 @@ from ranking_jax.models.encoder import BertConfig, Encoder, _param, mixed_einsum
 
 
 def resolve_pretrained(pretrained: str | pathlib.Path | None) -> pathlib.Path | None:
-    """``"minilm"`` -> the installed all-MiniLM-L6-v2 directory; a path stays a path."""
+    """``"minilm"`` / ``"mpnet"`` -> the installed all-MiniLM-L6-v2 / all-mpnet-base-v2 directory; a path stays a
+    path."""
     if pretrained is None:
         return None
-    if str(pretrained).lower() in ("minilm", "all-minilm-l6-v2"):
-        from ranking_jax.assets import minilm_path
-        return minilm_path()
+    from ranking_jax import assets
+    named = {"minilm": assets.minilm_path, "all-minilm-l6-v2": assets.minilm_path, "mpnet": assets.mpnet_path,
+             "all-mpnet-base-v2": assets.mpnet_path}
+    if str(pretrained).lower() in named:
+        return named[str(pretrained).lower()]()
     return pathlib.Path(pretrained)
 
 

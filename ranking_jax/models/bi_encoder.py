@@ -79,18 +79,31 @@ class BiEncoder(Scorer, nnx.Module):
     def save_pretrained(self, out_dir: str | pathlib.Path, *, source: str | pathlib.Path | None = None):
         """The (query) tower in sentence-transformers layout; a separate doc tower goes to ``out_dir/doc``."""
         source = resolve_pretrained(source)
-        out = hf.save_pretrained(self.query_encoder, out_dir, source=source)
-        if self.doc_encoder is not None:
-            hf.save_pretrained(self.doc_encoder, pathlib.Path(out_dir) / "doc", source=source)
-        return out
+        for encoder, folder in ((self.query_encoder, pathlib.Path(out_dir)),
+                                (self.doc_encoder, pathlib.Path(out_dir) / "doc")):
+            if encoder is not None:
+                hf.save_pretrained(encoder, folder, source=source)
+                hf.write_sentence_modules(folder, pooling=self.pooling, normalize=self.similarity == "cosine",
+                                          hidden=encoder.config.hidden_size)
+        return pathlib.Path(out_dir)
 
 
 @register("models.bi_encoder", outputs=BiEncoder.OUTPUTS)
 def bi_encoder(*, pretrained: str | pathlib.Path | None = None, config: BertConfig | dict | None = None,
-               pooling: str = "cls", similarity: str = "dot", shared: bool = True, dtype: str = "float32",
-               remat: bool = False, include: Sequence[str] | None = None, exclude: Sequence[str] | None = None,
-               seed: int = 0, **config_overrides) -> BiEncoder:
-    """BERT_DOT; ``shared=False`` gives the document tower its own copy of the initial weights."""
+               pooling: str | None = None, similarity: str | None = None, shared: bool = True,
+               dtype: str = "float32", remat: bool = False, include: Sequence[str] | None = None,
+               exclude: Sequence[str] | None = None, seed: int = 0, **config_overrides) -> BiEncoder:
+    """BERT_DOT; ``shared=False`` gives the document tower its own copy of the initial weights.
+
+    ``pooling``/``similarity`` default to the pretrained directory's sentence-transformers modules (its Pooling
+    mode; cosine when it has a Normalize module), as the model was trained; without ``pretrained``, [CLS] and dot.
+    """
+    path = resolve_pretrained(pretrained)
+    if path is not None:
+        settings = hf.sentence_settings(path)
+        pooling = pooling or settings.pooling
+        similarity = similarity or ("cosine" if settings.normalize else "dot")
+    pooling, similarity = pooling or "cls", similarity or "dot"
     with nnx.use_eager_sharding(False):
         q = make_encoder(pretrained=pretrained, config=config, dtype=dtype, remat=remat, include=include,
                          exclude=exclude, rngs=nnx.Rngs(seed), **config_overrides)

@@ -1,7 +1,10 @@
-"""BERT-family transformer encoder in flax.nnx (Devlin et al. 2019; Hugging Face ``BertModel`` numerics).
+"""Transformer encoder in flax.nnx: BERT (Devlin et al. 2019) and MPNet (Song et al. 2020) as configs of one
+module, with Hugging Face ``BertModel`` / ``MPNetModel`` numerics.
 
 Post-LN blocks ``x = LN(x + Attn(x)); x = LN(x + W2 gelu(W1 x))`` with exact-erf GELU, learned token,
-position and type embeddings, and a padding mask on the keys. Every parameter carries logical axis names
+position (and, for BERT, type) embeddings, and a padding mask on the keys. MPNet adds to every layer's
+attention logits one learned bias per head and relative-position bucket (T5-style buckets, shared by all
+layers) and numbers positions from ``pad_token_id + 1``. Every parameter carries logical axis names
 (``vocab``, ``embed``, ``heads``, ``kv``, ``mlp``) and the main activations are constrained to
 ``("batch", "length", "embed")`` with flax's ``with_logical_constraint``; the rules in force (flax's
 ``logical_axis_rules``, set by :func:`ranking_jax.sharding.axis_rules`) map them to the mesh.
@@ -27,11 +30,14 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 from flax.linen import with_logical_constraint as constrain
 
+from ranking_jax.models.numerics import dropout, mixed_einsum
 
-__all__ = ["BertConfig", "Encoder", "TransformerLayer", "mixed_einsum", "dropout", "mean_pool", "cls_pool",
+
+__all__ = ["EncoderConfig", "BertConfig", "Encoder", "relative_position_buckets", "TransformerLayer", "mixed_einsum", "dropout", "mean_pool", "cls_pool",
            "pool", "check_pooling", "POOLINGS"]
 
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
@@ -39,9 +45,12 @@ _ACTIVATIONS = {"gelu": functools.partial(jax.nn.gelu, approximate=False), "relu
 _MASKED = -1e30  # additive logit of a padded key: exp underflows to exactly 0 (an all-padding row stays uniform)
 
 
+_MODEL_TYPES = {"bert": "BertModel", "mpnet": "MPNetModel"}
+
+
 @dataclasses.dataclass(frozen=True)
-class BertConfig:
-    """Architecture of a BERT-family encoder; field names follow Hugging Face ``config.json``."""
+class EncoderConfig:
+    """Architecture of a BERT or MPNet encoder; field names follow Hugging Face ``config.json``."""
     vocab_size: int = 30522
     hidden_size: int = 384
     num_hidden_layers: int = 6
@@ -55,35 +64,67 @@ class BertConfig:
     hidden_act: str = "gelu"
     pad_token_id: int = 0
     initializer_range: float = 0.02
+    model_type: str = "bert"
+    relative_attention_num_buckets: int = 0  # MPNet: 32 (HF's max distance is fixed at 128)
 
     def __post_init__(self):
+        if self.model_type not in _MODEL_TYPES:
+            raise ValueError(f"model_type {self.model_type!r} is not supported; use one of {sorted(_MODEL_TYPES)}")
         if self.hidden_size % self.num_attention_heads:
             raise ValueError(f"hidden_size {self.hidden_size} is not divisible by num_attention_heads "
                              f"{self.num_attention_heads}")
         if self.hidden_act not in _ACTIVATIONS:
             raise ValueError(f"hidden_act {self.hidden_act!r} is not supported; use one of {sorted(_ACTIVATIONS)}")
 
+    @property
+    def position_start(self) -> int:
+        """The position id of the first token: MPNet (like RoBERTa) numbers them from ``pad_token_id + 1``."""
+        return self.pad_token_id + 1 if self.model_type == "mpnet" else 0
+
     @classmethod
-    def from_dict(cls, d: dict[str, Any], *, source: str = "config") -> "BertConfig":
-        """Reads the BERT fields of a Hugging Face config dict; other keys are ignored."""
+    def from_dict(cls, d: dict[str, Any], *, source: str = "config") -> "EncoderConfig":
+        """Reads the encoder fields of a Hugging Face config dict; other keys are ignored."""
         model_type = d.get("model_type", "bert")
-        if model_type not in ("bert",):
-            raise ValueError(f"{source}: model_type {model_type!r} is not a BERT encoder; only 'bert' "
-                             "checkpoints (BertModel key layout) are supported")
+        if model_type not in _MODEL_TYPES:
+            raise ValueError(f"{source}: model_type {model_type!r} is not supported; use a checkpoint of "
+                             f"{' or '.join(_MODEL_TYPES.values())}")
         if d.get("position_embedding_type", "absolute") != "absolute":
             raise ValueError(f"{source}: position_embedding_type {d['position_embedding_type']!r} is not "
                              "supported (only 'absolute')")
         known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in known})
+        fields = {k: v for k, v in d.items() if k in known}
+        if model_type == "mpnet":  # no token types; HF's MPNetConfig defaults
+            fields = {"type_vocab_size": 0, "relative_attention_num_buckets": 32, **fields}
+        return cls(**fields)
 
     @classmethod
-    def from_json(cls, path: str | pathlib.Path) -> "BertConfig":
+    def from_json(cls, path: str | pathlib.Path) -> "EncoderConfig":
         return cls.from_dict(json.loads(pathlib.Path(path).read_text()), source=str(path))
 
     def to_dict(self) -> dict[str, Any]:
-        """A Hugging Face ``BertModel`` config dict (loadable by transformers)."""
-        return {"architectures": ["BertModel"], "model_type": "bert", "position_embedding_type": "absolute",
-                **dataclasses.asdict(self)}
+        """A Hugging Face ``BertModel`` / ``MPNetModel`` config dict (loadable by transformers)."""
+        extra = {"position_embedding_type": "absolute"} if self.model_type == "bert" else {}
+        return {"architectures": [_MODEL_TYPES[self.model_type]], **extra, **dataclasses.asdict(self)}
+
+
+BertConfig = EncoderConfig  # the name before MPNet joined
+
+
+def relative_position_buckets(length: int, num_buckets: int = 32, max_distance: int = 128) -> np.ndarray:
+    """int [length, length] bucket of ``key - query`` (MPNet's ``relative_position_bucket``, T5's scheme): half
+    the buckets per direction, exact up to a quarter of them, then logarithmic up to ``max_distance``.
+    Computed in float32 as the reference (PyTorch) does, so buckets at the log boundaries agree."""
+    rel = np.arange(length)[None, :] - np.arange(length)[:, None]
+    n = -rel
+    half = num_buckets // 2
+    ret = (n < 0).astype(np.int64) * half
+    n = np.abs(n)
+    exact = half // 2
+    with np.errstate(divide="ignore"):
+        scaled = (np.log(n.astype(np.float32) / np.float32(exact)) / np.float32(math.log(max_distance / exact))
+                  * np.float32(half - exact))
+    large = np.minimum(exact + np.nan_to_num(scaled, neginf=0.0).astype(np.int64), half - 1)
+    return ret + np.where(n < exact, n, large)
 
 
 def _init(std: float):
@@ -92,87 +133,6 @@ def _init(std: float):
 
 def _param(rngs: nnx.Rngs, init, shape, names) -> nnx.Param:
     return nnx.Param(nnx.with_partitioning(init, names)(rngs.params(), shape, jnp.float32))
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
-def _bf16_einsum(spec: str, a: jax.Array, b: jax.Array) -> jax.Array:
-    return jnp.einsum(spec, a.astype(jnp.bfloat16), b.astype(jnp.bfloat16), preferred_element_type=jnp.float32)
-
-
-def _bf16_einsum_fwd(spec, a, b):
-    a16, b16 = a.astype(jnp.bfloat16), b.astype(jnp.bfloat16)
-    out = jnp.einsum(spec, a16, b16, preferred_element_type=jnp.float32)
-    return out, (a16, b16, jnp.zeros((), a.dtype), jnp.zeros((), b.dtype))
-
-
-def _bf16_einsum_bwd(spec, res, g):
-    a16, b16, a_like, b_like = res
-    ins, out = spec.split("->")
-    sa, sb = ins.split(",")
-    g16 = g.astype(jnp.bfloat16)
-    # Valid because every index of one operand also appears in the other operand or in the output.
-    da = jnp.einsum(f"{out},{sb}->{sa}", g16, b16, preferred_element_type=jnp.float32)
-    db = jnp.einsum(f"{sa},{out}->{sb}", a16, g16, preferred_element_type=jnp.float32)
-    return da.astype(a_like.dtype), db.astype(b_like.dtype)
-
-
-_bf16_einsum.defvjp(_bf16_einsum_fwd, _bf16_einsum_bwd)
-
-
-def mixed_einsum(spec: str, a: jax.Array, b: jax.Array, dtype: Any = jnp.float32) -> jax.Array:
-    """``einsum(spec, a, b)`` in float32, or with bfloat16 inputs and float32 accumulation.
-
-    For ``dtype=bfloat16`` the two backward matmuls also take bfloat16 inputs (the cotangent is
-    rounded), so the whole train step runs at the CPU's/accelerator's bf16 matmul rate. The result and
-    the gradients are float32. ``spec`` is a two-operand einsum without repeated or summed-out-alone
-    indices.
-    """
-    if jnp.dtype(dtype) == jnp.float32:
-        return jnp.einsum(spec, a, b)
-    if jnp.dtype(dtype) != jnp.bfloat16:
-        raise ValueError(f"compute dtype must be float32 or bfloat16, got {dtype}")
-    return _bf16_einsum(spec, a, b)
-
-
-def _fmix32(h: jax.Array) -> jax.Array:
-    """MurmurHash3's 32-bit finalizer: a bijection with full avalanche."""
-    h = h ^ (h >> 16)
-    h = h * jnp.uint32(0x85EBCA6B)
-    h = h ^ (h >> 13)
-    h = h * jnp.uint32(0xC2B2AE35)
-    return h ^ (h >> 16)
-
-
-def _fast_bits(key: jax.Array, shape: tuple[int, ...]) -> jax.Array:
-    """uint16 bits ``fmix32(fmix32(i * phi ^ s0) ^ s1)`` of the element index ``i`` and the key's words.
-
-    A counter-based hash, elementwise and partitionable: XLA fuses it into the consumer, where threefry
-    costs ~30 ns per 32-bit word on CPU (as much as the matmuls of a train step).
-    """
-    if math.prod(shape) >= 2 ** 32:
-        raise ValueError(f"dropout on {math.prod(shape)} elements exceeds the 2^32 counter; split the array")
-    words = jax.random.key_data(key).reshape(-1).astype(jnp.uint32)
-    i = jax.lax.iota(jnp.uint32, math.prod(shape)).reshape(shape)
-    h = _fmix32((i * jnp.uint32(0x9E3779B1)) ^ words[0])
-    h = _fmix32(h ^ words[-1])
-    return (h >> 16).astype(jnp.uint16)
-
-
-def dropout(x: jax.Array, rate: float, rngs: nnx.Rngs | None, deterministic: bool) -> jax.Array:
-    """Inverted dropout; a no-op when ``deterministic`` or without ``rngs`` (the model family contract of
-    :mod:`ranking_jax.models`).
-
-    Keeps an element when 16 random bits are >= ``round(rate * 2^16)`` and rescales by the exact keep
-    probability, so it is unbiased. The bits are a counter-based hash of the element index and the key
-    (:func:`_fast_bits`); threefry bits for every attention probability cost as much as the matmuls on CPU.
-    """
-    if deterministic or rngs is None or rate == 0.0:
-        return x
-    if not 0.0 <= rate < 1.0:
-        raise ValueError(f"dropout rate must be in [0, 1), got {rate}")
-    threshold = int(round(rate * 65536))
-    keep = _fast_bits(rngs.dropout(), x.shape) >= threshold
-    return jnp.where(keep, x * (65536.0 / (65536 - threshold)), 0.0).astype(x.dtype)
 
 
 class LayerNorm(nnx.Module):
@@ -213,8 +173,10 @@ class TransformerLayer(nnx.Module):
         self.mlp_norm = LayerNorm(hidden, eps=eps, rngs=rngs)
 
     def __call__(self, x: jax.Array, key_mask: jax.Array, *, dtype=jnp.float32, deterministic: bool = True,
-                 rngs: nnx.Rngs | None = None, first_tokens: int | None = None) -> jax.Array:
-        """``x``: float32 [N, T, D]; ``key_mask``: bool [N, T] (False = padding, never attended to).
+                 rngs: nnx.Rngs | None = None, first_tokens: int | None = None,
+                 bias: jax.Array | None = None) -> jax.Array:
+        """``x``: float32 [N, T, D]; ``key_mask``: bool [N, T] (False = padding, never attended to); ``bias``:
+        float32 [H, T, T] added to the attention logits (MPNet's relative positions).
 
         ``first_tokens=n`` returns only the first ``n`` positions' outputs [N, n, D] and computes only
         them: keys and values still come from all T tokens (equal to ``self(x, ...)[:, :n]``).
@@ -228,6 +190,8 @@ class TransformerLayer(nnx.Module):
         # Scores and context stay float32: XLA:CPU has no bf16 x bf16 -> f32 kernel for these batched
         # dots' backward (DotThunk), and they are ~10% of the FLOPs at T=256.
         logits = jnp.einsum("nhqk,nhtk->nhqt", q * (1.0 / math.sqrt(q.shape[-1])), k)
+        if bias is not None:
+            logits = logits + bias[None, :, :logits.shape[2]]
         logits = logits + jnp.where(key_mask, 0.0, _MASKED)[:, None, None, :]
         # Normalized after the value product (module docstring); the shift is a constant for the gradient,
         # and dropout on the unnormalized weights equals dropout on the probabilities.
@@ -247,36 +211,44 @@ class TransformerLayer(nnx.Module):
 
 
 class Embeddings(nnx.Module):
-    """``LN(word[ids] + position[t] + type[type_ids])``."""
+    """``LN(word[ids] + position[start + t] + type[type_ids])`` (no type term when ``type_vocab_size`` is 0).
 
-    def __init__(self, config: BertConfig, *, rngs: nnx.Rngs):
+    Inputs are right-padded, so real tokens sit at ``t = 0..n-1``: MPNet's position ids (counted over
+    non-padding tokens from ``pad_token_id + 1``) are then ``pad_token_id + 1 + t``; padded positions are masked.
+    """
+
+    def __init__(self, config: EncoderConfig, *, rngs: nnx.Rngs):
         init, c = _init(config.initializer_range), config
+        self.start = c.position_start
         self.word = _param(rngs, init, (c.vocab_size, c.hidden_size), ("vocab", "embed"))
         self.position = _param(rngs, init, (c.max_position_embeddings, c.hidden_size), (None, "embed"))
-        self.token_type = _param(rngs, init, (c.type_vocab_size, c.hidden_size), (None, "embed"))
+        self.token_type = (_param(rngs, init, (c.type_vocab_size, c.hidden_size), (None, "embed"))
+                           if c.type_vocab_size else None)
         self.norm = LayerNorm(c.hidden_size, eps=c.layer_norm_eps, rngs=rngs)
 
     def __call__(self, ids: jax.Array, type_ids: jax.Array | None, position_offset: int = 0) -> jax.Array:
-        n_pos = self.position.shape[0]
-        if ids.shape[-1] + position_offset > n_pos:
-            raise ValueError(f"sequence length {ids.shape[-1]} exceeds max_position_embeddings {n_pos}; "
-                             "truncate the inputs (max_length) to at most that")
+        n_pos, first = self.position.shape[0], self.start + position_offset
+        if ids.shape[-1] + first > n_pos:
+            less = f" less the {first} position ids before the first token" if first else ""
+            raise ValueError(f"sequence length {ids.shape[-1]} exceeds max_position_embeddings {n_pos}{less}; "
+                             f"truncate the inputs (max_length) to at most {n_pos - first}")
         x = jnp.take(self.word[...], ids, axis=0)
-        x = x + self.position[...][position_offset:position_offset + ids.shape[-1]]
-        types = self.token_type[...]
-        x = x + (types[0] if type_ids is None else jnp.take(types, type_ids, axis=0))
+        x = x + self.position[...][first:first + ids.shape[-1]]
+        if self.token_type is not None:
+            types = self.token_type[...]
+            x = x + (types[0] if type_ids is None else jnp.take(types, type_ids, axis=0))
         return self.norm(x)
 
 
 class Encoder(nnx.Module):
-    """BERT encoder: ``ids, mask [..., T] -> hidden states float32 [..., T, D]``.
+    """BERT / MPNet encoder: ``ids, mask [..., T] -> hidden states float32 [..., T, D]``.
 
     Options: ``dtype`` ("float32" | "bfloat16" matmul compute), ``remat`` (recompute each layer in the
     backward pass, ``nnx.remat``). Dropout rates come from the config and are active only with
     ``deterministic=False`` and an ``nnx.Rngs`` holding a ``dropout`` stream.
     """
 
-    def __init__(self, config: BertConfig, *, dtype: str = "float32", remat: bool = False, rngs: nnx.Rngs):
+    def __init__(self, config: EncoderConfig, *, dtype: str = "float32", remat: bool = False, rngs: nnx.Rngs):
         if dtype not in _DTYPES:
             raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
         self.config, self.dtype, self.remat = config, dtype, remat
@@ -288,6 +260,17 @@ class Encoder(nnx.Module):
                              attention_dropout=config.attention_probs_dropout_prob,
                              init_std=config.initializer_range, rngs=rngs)
             for _ in range(config.num_hidden_layers)])
+        self.relative_attention_bias = (
+            _param(rngs, _init(config.initializer_range),
+                   (config.relative_attention_num_buckets, config.num_attention_heads), (None, "heads"))
+            if config.relative_attention_num_buckets else None)
+
+    def position_bias(self, length: int) -> jax.Array | None:
+        """float32 [H, T, T]: the relative-position bias every layer adds to its logits (None for BERT)."""
+        if self.relative_attention_bias is None:
+            return None
+        buckets = relative_position_buckets(length, self.config.relative_attention_num_buckets)
+        return jnp.transpose(jnp.take(self.relative_attention_bias[...], buckets, axis=0), (2, 0, 1))
 
     @property
     def compute_dtype(self):
@@ -314,12 +297,14 @@ class Encoder(nnx.Module):
             return x[:, :first_tokens]
 
         def caller(first):
-            def call(layer, x, mask, rngs):
-                return layer(x, mask, dtype=dtype, deterministic=deterministic, rngs=rngs, first_tokens=first)
+            def call(layer, x, mask, bias, rngs):
+                return layer(x, mask, dtype=dtype, deterministic=deterministic, rngs=rngs, first_tokens=first,
+                             bias=bias)
             return nnx.remat(call) if self.remat else call
 
+        bias = self.position_bias(x.shape[1])
         for i, layer in enumerate(todo):
-            x = caller(first_tokens if i == len(todo) - 1 else None)(layer, x, mask, rngs)
+            x = caller(first_tokens if i == len(todo) - 1 else None)(layer, x, mask, bias, rngs)
         return x
 
     def __call__(self, ids: jax.Array, mask: jax.Array, type_ids: jax.Array | None = None, *,
@@ -346,7 +331,18 @@ def cls_pool(hidden: jax.Array, mask: jax.Array) -> jax.Array:
     return hidden[..., 0, :]
 
 
-POOLINGS = {"mean": mean_pool, "cls": cls_pool}
+def max_pool(hidden: jax.Array, mask: jax.Array) -> jax.Array:
+    """Masked max over tokens (sentence-transformers: padded positions count as -1e9)."""
+    return jnp.max(jnp.where(mask.astype(bool)[..., None], hidden, -1e9), axis=-2)
+
+
+def mean_sqrt_len_pool(hidden: jax.Array, mask: jax.Array) -> jax.Array:
+    """``sum_t m_t h_t / sqrt(max(sum_t m_t, 1e-9))`` (sentence-transformers' ``mean_sqrt_len_tokens``)."""
+    m = mask.astype(hidden.dtype)[..., None]
+    return jnp.sum(hidden * m, axis=-2) / jnp.sqrt(jnp.maximum(jnp.sum(m, axis=-2), 1e-9))
+
+
+POOLINGS = {"mean": mean_pool, "cls": cls_pool, "max": max_pool, "mean_sqrt_len": mean_sqrt_len_pool}
 
 
 def check_pooling(pooling: str) -> str:
@@ -357,5 +353,5 @@ def check_pooling(pooling: str) -> str:
 
 
 def pool(hidden: jax.Array, mask: jax.Array, pooling: str) -> jax.Array:
-    """``mean_pool`` or ``cls_pool`` by name."""
+    """One of :data:`POOLINGS` by name."""
     return POOLINGS[check_pooling(pooling)](hidden, mask)

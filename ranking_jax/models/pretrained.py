@@ -1,4 +1,4 @@
-"""Hugging Face BERT-family checkpoints <-> :class:`~ranking_jax.models.encoder.Encoder` params.
+"""Hugging Face BERT and MPNet checkpoints <-> :class:`~ranking_jax.models.encoder.Encoder` params.
 
 Reads ``config.json`` + ``model.safetensors`` (+ ``tokenizer.json``) with ``safetensors`` and ``tokenizers``
 alone (no torch/transformers) and writes the same layout back, so ``transformers``/``sentence-transformers``
@@ -8,6 +8,7 @@ become one fused ``[embed, 3, heads, kv]`` kernel and the attention output ``[he
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import pathlib
 import re
@@ -19,10 +20,11 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from ranking_jax.models.encoder import BertConfig, Encoder
+from ranking_jax.models.encoder import Encoder, EncoderConfig
 
 __all__ = ["load_checkpoint", "load_config", "load_tokenizer", "load_encoder_weights", "from_pretrained",
-           "encoder_tensors", "save_pretrained", "MissingCheckpointError"]
+           "encoder_tensors", "save_pretrained", "MissingCheckpointError", "SentenceSettings", "sentence_settings",
+           "write_sentence_modules"]
 
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt")
 _SENTENCE_TRANSFORMERS_FILES = ("modules.json", "sentence_bert_config.json", "config_sentence_transformers.json",
@@ -46,11 +48,11 @@ def _require(path: pathlib.Path, name: str) -> pathlib.Path:
     return f
 
 
-def load_config(path: str | pathlib.Path) -> BertConfig:
-    return BertConfig.from_json(_require(pathlib.Path(path), "config.json"))
+def load_config(path: str | pathlib.Path) -> EncoderConfig:
+    return EncoderConfig.from_json(_require(pathlib.Path(path), "config.json"))
 
 
-def load_checkpoint(path: str | pathlib.Path) -> tuple[BertConfig, dict[str, np.ndarray]]:
+def load_checkpoint(path: str | pathlib.Path) -> tuple[EncoderConfig, dict[str, np.ndarray]]:
     """``(config, {hf_key: array})`` from ``path/config.json`` and ``path/model.safetensors``."""
     from safetensors.numpy import load_file
     path = pathlib.Path(path)
@@ -72,6 +74,93 @@ def load_tokenizer(path: str | pathlib.Path, *, max_length: int | None = 256):
     return tok
 
 
+@dataclasses.dataclass(frozen=True)
+class SentenceSettings:
+    """How sentence-transformers encodes with a model directory: its modules' settings (``source`` names the
+    files they came from; a plain Hugging Face directory gets sentence-transformers' defaults for one)."""
+    max_length: int = 256
+    pooling: str = "mean"
+    normalize: bool = False
+    lowercase: bool = False
+    prompts: dict = dataclasses.field(default_factory=dict)
+    default_prompt_name: str | None = None
+    source: str = "defaults"
+
+
+_POOLING_MODES = {"pooling_mode_cls_token": "cls", "pooling_mode_mean_tokens": "mean",
+                  "pooling_mode_max_tokens": "max", "pooling_mode_mean_sqrt_len_tokens": "mean_sqrt_len"}
+_UNSUPPORTED_POOLING = ("pooling_mode_weightedmean_tokens", "pooling_mode_lasttoken")
+
+
+def _json(path: pathlib.Path) -> dict:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path}: not valid JSON ({e})") from e
+
+
+def sentence_settings(path: str | pathlib.Path) -> SentenceSettings:
+    """The settings of ``path/modules.json`` (Transformer: ``sentence_bert_config.json``'s max_seq_length and
+    do_lower_case; Pooling: its mode and include_prompt; Normalize) and ``config_sentence_transformers.json``
+    (prompts). Modules that change the vectors otherwise (Dense, ...) are refused by name."""
+    path = pathlib.Path(path)
+    modules_file = path / "modules.json"
+    if not modules_file.is_file():
+        return SentenceSettings()
+    fields: dict[str, Any] = {"source": str(modules_file)}
+    for module in _json(modules_file):
+        kind = str(module.get("type", "")).rsplit(".", 1)[-1]
+        folder = path / module.get("path", "")
+        if kind == "Transformer":
+            cfg = folder / "sentence_bert_config.json"
+            if cfg.is_file():
+                st = _json(cfg)
+                if st.get("max_seq_length"):
+                    fields["max_length"] = int(st["max_seq_length"])
+                fields["lowercase"] = bool(st.get("do_lower_case", False))
+        elif kind == "Pooling":
+            cfg = _json(folder / "config.json")
+            modes = [name for key, name in _POOLING_MODES.items() if cfg.get(key)]
+            odd = [key for key in _UNSUPPORTED_POOLING if cfg.get(key)]
+            if odd or len(modes) != 1:
+                raise ValueError(f"{folder / 'config.json'}: pooling {odd or modes} is not supported; one of "
+                                 f"{sorted(_POOLING_MODES)} must be true (pass --pooling to override)")
+            if cfg.get("include_prompt", True) is False:
+                raise ValueError(f"{folder / 'config.json'}: include_prompt=false (prompt tokens left out of the "
+                                 "pooling) is not supported")
+            fields["pooling"] = modes[0]
+        elif kind == "Normalize":
+            fields["normalize"] = True
+        else:
+            raise ValueError(f"{modules_file}: module {module.get('type')!r} is not supported (only Transformer, "
+                             "Pooling and Normalize); its vectors would differ from sentence-transformers'")
+    extra = path / "config_sentence_transformers.json"
+    if extra.is_file():
+        cfg = _json(extra)
+        fields["prompts"] = dict(cfg.get("prompts") or {})
+        fields["default_prompt_name"] = cfg.get("default_prompt_name")
+    return SentenceSettings(**fields)
+
+
+def write_sentence_modules(out_dir: str | pathlib.Path, *, pooling: str, normalize: bool, hidden: int) -> None:
+    """``modules.json`` (Transformer, Pooling[, Normalize]) and ``1_Pooling/config.json`` for ``pooling``, so
+    sentence-transformers (and :func:`sentence_settings`) encode the way the model was trained; a
+    ``sentence_bert_config.json`` already there (copied from the source) is kept."""
+    out_dir = pathlib.Path(out_dir)
+    modules = [{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+               {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}]
+    if normalize:
+        modules.append({"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"})
+    (out_dir / "modules.json").write_text(json.dumps(modules, indent=2) + "\n")
+    (out_dir / "1_Pooling").mkdir(exist_ok=True)
+    modes = {key: name == pooling for key, name in _POOLING_MODES.items()}
+    (out_dir / "1_Pooling" / "config.json").write_text(
+        json.dumps({"word_embedding_dimension": hidden, **modes}, indent=2) + "\n")
+    if not (out_dir / "sentence_bert_config.json").is_file():
+        (out_dir / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": 256,
+                                                                       "do_lower_case": False}) + "\n")
+
+
 # --- the key map -------------------------------------------------------------------------------------
 
 _Entry = tuple[tuple[str, ...], Callable[[Encoder], nnx.Variable], Callable[..., np.ndarray],
@@ -82,7 +171,12 @@ def _identity(x):
     return x
 
 
-def _entries(config: BertConfig) -> list[_Entry]:
+# Per model type: the attention's query/key/value names, its output projection, its layer norm.
+_ATTENTION_NAMES = {"bert": (("self.query", "self.key", "self.value"), "output.dense", "output.LayerNorm"),
+                    "mpnet": (("attn.q", "attn.k", "attn.v"), "attn.o", "LayerNorm")}
+
+
+def _entries(config: EncoderConfig) -> list[_Entry]:
     """(hf keys, variable getter, hf arrays -> ours, ours -> hf arrays) for every encoder parameter."""
     d, h = config.hidden_size, config.num_attention_heads
     k = d // h
@@ -90,26 +184,31 @@ def _entries(config: BertConfig) -> list[_Entry]:
     out: list[_Entry] = [
         (("embeddings.word_embeddings.weight",), lambda e: e.embeddings.word, _identity, one),
         (("embeddings.position_embeddings.weight",), lambda e: e.embeddings.position, _identity, one),
-        (("embeddings.token_type_embeddings.weight",), lambda e: e.embeddings.token_type, _identity, one),
         (("embeddings.LayerNorm.weight",), lambda e: e.embeddings.norm.scale, _identity, one),
         (("embeddings.LayerNorm.bias",), lambda e: e.embeddings.norm.bias, _identity, one),
     ]
+    if config.type_vocab_size:
+        out.append((("embeddings.token_type_embeddings.weight",), lambda e: e.embeddings.token_type, _identity, one))
+    if config.relative_attention_num_buckets:
+        out.append((("encoder.relative_attention_bias.weight",), lambda e: e.relative_attention_bias, _identity,
+                    one))
+    qkv_names, out_name, norm_name = _ATTENTION_NAMES[config.model_type]
     for i in range(config.num_hidden_layers):
         p = f"encoder.layer.{i}."
         layer = lambda e, i=i: e.layers[i]  # noqa: E731
-        qkv = tuple(f"{p}attention.self.{n}" for n in ("query", "key", "value"))
+        qkv = tuple(f"{p}attention.{n}" for n in qkv_names)
         out += [
             (tuple(f"{n}.weight" for n in qkv), lambda e, layer=layer: layer(e).qkv_kernel,
              lambda q, kk, v: np.stack([q.T, kk.T, v.T], axis=1).reshape(d, 3, h, k),
              lambda w: tuple(np.ascontiguousarray(w.reshape(d, 3, d)[:, j].T) for j in range(3))),
             (tuple(f"{n}.bias" for n in qkv), lambda e, layer=layer: layer(e).qkv_bias,
              lambda q, kk, v: np.stack([q, kk, v]).reshape(3, h, k), lambda b: tuple(b.reshape(3, d))),
-            ((f"{p}attention.output.dense.weight",), lambda e, layer=layer: layer(e).out_kernel,
+            ((f"{p}attention.{out_name}.weight",), lambda e, layer=layer: layer(e).out_kernel,
              lambda w: w.T.reshape(h, k, d), lambda w: (np.ascontiguousarray(w.reshape(d, d).T),)),
-            ((f"{p}attention.output.dense.bias",), lambda e, layer=layer: layer(e).out_bias, _identity, one),
-            ((f"{p}attention.output.LayerNorm.weight",), lambda e, layer=layer: layer(e).attention_norm.scale,
+            ((f"{p}attention.{out_name}.bias",), lambda e, layer=layer: layer(e).out_bias, _identity, one),
+            ((f"{p}attention.{norm_name}.weight",), lambda e, layer=layer: layer(e).attention_norm.scale,
              _identity, one),
-            ((f"{p}attention.output.LayerNorm.bias",), lambda e, layer=layer: layer(e).attention_norm.bias,
+            ((f"{p}attention.{norm_name}.bias",), lambda e, layer=layer: layer(e).attention_norm.bias,
              _identity, one),
             ((f"{p}intermediate.dense.weight",), lambda e, layer=layer: layer(e).mlp_kernel,
              lambda w: w.T, lambda w: (np.ascontiguousarray(w.T),)),

@@ -19,7 +19,7 @@ import pathlib
 import shutil
 from typing import Any, Callable, Sequence
 
-from ranking_jax import runtime
+from ranking_jax import assets, runtime
 
 _log = logging.getLogger(__name__)
 _MEMO = "file-hashes.json"
@@ -28,8 +28,7 @@ _MEMO = "file-hashes.json"
 def root(config: Any = None) -> pathlib.Path:
     """``config.data.cache_dir`` or ``$RANKING_JAX_CACHE`` or ``~/.cache/ranking_jax``."""
     explicit = config.data.get("cache_dir") if config is not None and "data" in config else ""
-    return pathlib.Path(explicit or os.environ.get("RANKING_JAX_CACHE")
-                        or pathlib.Path.home() / ".cache" / "ranking_jax")
+    return pathlib.Path(explicit) if explicit else assets.cache_root()
 
 
 def _file_hash(path: pathlib.Path, memo: dict) -> str:

@@ -52,10 +52,14 @@ def teacher_records(config, ctx: Context, c, train_qrels: dict) -> list[dict]:
 
         def score(out):
             model, family = load_exported(teacher)
-            tokenizer = data_lib.TextTokenizer(query_length=d.query_length, doc_length=d.doc_length,
+            own = teacher if (teacher / "tokenizer.json").is_file() else None  # else the default (MiniLM) vocabulary
+            tokenizer = data_lib.TextTokenizer(own, query_length=d.query_length, doc_length=d.doc_length,
                                                colbert=family == "colbert")
-            np.save(out / "scores.npy", score_triples(model, triples, family=family, queries=c.query_table,
-                                                      corpus=c.corpus, tokenizer=tokenizer,
+            same = tokenizer.digest == c.query_table.digest  # else the tables' ids mean other words: use the texts
+            queries = c.query_table if same else np.asarray(c.query_texts, dtype=object)
+            corpus = c.corpus if same else np.asarray(c.corpus_texts, dtype=object)
+            np.save(out / "scores.npy", score_triples(model, triples, family=family, queries=queries,
+                                                      corpus=corpus, tokenizer=tokenizer,
                                                       batch_size=8 * d.eval_batch_size, mesh=ctx.mesh,
                                                       rules=ctx.rules))
 

@@ -29,8 +29,9 @@ def dense(query_texts: Sequence[str], corpus_texts: Sequence[str], *, depth: int
           pretrained: str = "minilm", query_length: int = 64, doc_length: int = 256) -> tuple[np.ndarray, np.ndarray]:
     """Zero-shot dense retrieval: a mean-pooled, cosine bi-encoder (``pretrained``), exact top ``depth``."""
     from ranking_jax.models import bi_encoder
+    from ranking_jax.models._common import resolve_pretrained
     model = bi_encoder(pretrained=pretrained, pooling="mean", similarity="cosine")
-    tok = TextTokenizer(query_length=query_length, doc_length=doc_length)
+    tok = TextTokenizer(resolve_pretrained(pretrained), query_length=query_length, doc_length=doc_length)
     q = encode_rows(encode_queries, model, tok.encode_queries(query_texts), mesh=mesh, rules=rules)
     d = encode_rows(encode_docs, model, tok.encode_docs(corpus_texts), mesh=mesh, rules=rules)
     scores, top = scoring.exact_topk(jnp.asarray(q), jnp.asarray(d), depth)

@@ -16,6 +16,7 @@ from ranking_jax import registry
 from ranking_jax.evaluators import evaluate_run
 from ranking_jax.tasks import Context, Task
 from ranking_jax.tasks.cache import cached, prepared
+from ranking_jax.models._common import resolve_pretrained
 from ranking_jax.tasks.first_stage import spec_of
 
 TEXT_FAMILIES = ("cross_encoder", "bi_encoder", "colbert", "tk", "prett")
@@ -181,7 +182,8 @@ def text_ranking(config, objective, ctx: Context) -> Task:
     d, family = config.data, config.model.name
     if family not in TEXT_FAMILIES:
         raise ValueError(f"config.model.name={family!r} is not a text ranking family {sorted(TEXT_FAMILIES)}")
-    tokenizer = data_lib.TextTokenizer(query_length=d.query_length, doc_length=d.doc_length,
+    tokenizer = data_lib.TextTokenizer(resolve_pretrained(config.model.get("pretrained") or None),
+                                       query_length=d.query_length, doc_length=d.doc_length,
                                        colbert=family == "colbert")
 
     def own(src):

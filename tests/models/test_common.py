@@ -14,7 +14,7 @@ def test_registry_specs_build_models():
     with pytest.raises(TypeError, match="unknown encoder option"):
         registry.lookup("models.bi_encoder")(config=CFG, hidden_dropout=0.1)
     with pytest.raises(ValueError, match="pooling must be"):
-        registry.lookup("models.bi_encoder")(config=CFG, pooling="max")
+        registry.lookup("models.bi_encoder")(config=CFG, pooling="sum")
 
 
 def test_first_stage_prior_adds_the_first_stage_scores_to_list_scores_only():

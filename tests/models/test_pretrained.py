@@ -120,5 +120,5 @@ def test_missing_files_name_the_path_and_the_fix(tmp_path):
         hf.from_pretrained(tmp_path / "m")
     (tmp_path / "r").mkdir()
     (tmp_path / "r" / "config.json").write_text(json.dumps({"model_type": "roberta"}))
-    with pytest.raises(ValueError, match="not a BERT encoder"):
+    with pytest.raises(ValueError, match="model_type .roberta. is not supported; use a checkpoint of BertModel or"):
         hf.load_config(tmp_path / "r")
