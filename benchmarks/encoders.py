@@ -1,6 +1,7 @@
 """MiniLM-L6 encoders, ranking_jax vs PyTorch on the same weights, shapes and thread count, in one run.
 
-    .venv-bench/bin/python benchmarks/encoders.py [--steps 5] [--texts 1000] [--repeats 3]
+    GLIBC_TUNABLES=glibc.malloc.hugetlb=1 .venv-bench/bin/python benchmarks/encoders.py [--steps 5] [--texts 1000]
+        [--repeats 3] [--model minilm|mpnet] [--kind abstracts|titles] [--skip-train] [--skip-bf16]
 
 (setup: see benchmarks/requirements.txt; the bench venv holds torch + sentence-transformers + ranking_jax's
 requirements.) Reports medians and same-run ratios:
@@ -9,8 +10,12 @@ requirements.) Reports medians and same-run ratios:
      listwise softmax loss over 4 queries x 8 candidates, AdamW; JAX float32 and bf16-matmul vs torch float32
      (transformers BertModel, sdpa attention); FLOPs = 3 x forward matmul FLOPs (for ranking_jax the ones it
      executes: its last layer computes [CLS] only);
-  3. bi-encoder encoding of SciFact abstracts (max 256 tokens, batch 32, mean pooling + normalize), whole
-     process incl. start-up: `python -m ranking_jax.encode` vs a sentence-transformers `encode` script.
+  3. bi-encoder encoding of SciFact abstracts or titles (``--kind``; max 256 tokens, batch 32, mean pooling +
+     normalize) with all-MiniLM-L6-v2 or all-mpnet-base-v2 (``--model``), whole process incl. start-up:
+     `python -m ranking_jax.encode` vs a sentence-transformers `encode` script; the first ranking_jax run of each
+     command fills the persistent compilation cache, so the median is of warm runs and the first is also printed.
+Run it with the huge-page tunable the command lines set for themselves (:mod:`ranking_jax.process`), so the
+in-process train steps of both frameworks get it too.
 
     .venv/bin/python benchmarks/encoders.py --forward-only   # no torch needed; XLA_FLAGS=... to compare flags
 
@@ -32,7 +37,7 @@ import tempfile
 import time
 
 import numpy as np
-from _timing import timings
+from _timing import cpu_description, timings
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -172,12 +177,13 @@ np.save(sys.argv[3], m.encode(texts, batch_size=32, normalize_embeddings=True))
 """
 
 
-def encode_texts(n):
+def encode_texts(n, kind="abstracts"):
     rows = []
     with open(ROOT.parent / "shared" / "data" / "scifact" / "corpus.jsonl", encoding="utf-8") as f:
         for line in f:
             d = json.loads(line)
-            rows.append((d.get("title", "") + " " + d.get("text", "")).replace("\n", " ").strip())
+            text = d.get("title", "") if kind == "titles" else d.get("title", "") + " " + d.get("text", "")
+            rows.append(text.replace("\n", " ").strip())
             if len(rows) == n:
                 break
     return rows
@@ -197,13 +203,17 @@ def main():
     p.add_argument("--skip-train", action="store_true")
     p.add_argument("--skip-encode", action="store_true")
     p.add_argument("--forward-only", action="store_true", help="only the f32 forward against the matmul rate")
+    p.add_argument("--model", choices=("minilm", "mpnet"), default="minilm", help="the encoder for encoding")
+    p.add_argument("--kind", choices=("abstracts", "titles"), default="abstracts")
+    p.add_argument("--skip-bf16", action="store_true")
     args = p.parse_args()
-    from ranking_jax.assets import minilm_path
-    path = minilm_path()
+    from ranking_jax import assets
+    path = assets.minilm_path()
     if args.forward_only:
         return forward_report(path, args.texts)
     threads = os.cpu_count()
-    print(f"machine: {os.cpu_count()} CPU threads visible; load average {os.getloadavg()}; torch threads={threads}")
+    print(f"machine: {cpu_description()}; load average {os.getloadavg()}; torch threads={threads}; "
+          f"GLIBC_TUNABLES={os.environ.get('GLIBC_TUNABLES', '')!r}")
     peak = matmul_peak()
     print(f"jitted f32 2048^3 matmul peak: {peak:.0f} GFLOP/s")
     rows = []
@@ -211,9 +221,10 @@ def main():
         flops = train_flops()
         res = {}
         # interleave frameworks so background load hits both alike
-        for name, fn in [("jax f32", lambda: jax_train(path, "float32", args.steps)),
-                         ("torch f32", lambda: torch_train(path, args.steps, threads)),
-                         ("jax bf16-matmul", lambda: jax_train(path, "bfloat16", args.steps))]:
+        runs = [("jax f32", lambda: jax_train(path, "float32", args.steps)),
+                ("torch f32", lambda: torch_train(path, args.steps, threads)),
+                ("jax bf16-matmul", lambda: jax_train(path, "bfloat16", args.steps))]
+        for name, fn in runs[:2] if args.skip_bf16 else runs:
             ts, extra = fn()
             res[name] = statistics.median(ts)
             print(f"train {name}: steps {[round(t, 2) for t in ts]} median {res[name]:.2f}s "
@@ -224,7 +235,8 @@ def main():
             rows.append((f"train step ({name})", f"{B * L / t:.2f} pairs/s", f"{res['torch f32'] / t:.2f}x",
                          f"{done / t / 1e9:.0f} GFLOP/s = {100 * done / t / 1e9 / peak:.0f}% of peak"))
     if not args.skip_encode:
-        texts = encode_texts(args.texts)
+        texts = encode_texts(args.texts, args.kind)
+        path = assets.mpnet_path() if args.model == "mpnet" else path
         with tempfile.TemporaryDirectory() as tmp:
             inp = pathlib.Path(tmp) / "texts.txt"
             inp.write_text("\n".join(texts) + "\n", encoding="utf-8")
@@ -232,21 +244,25 @@ def main():
             cmds = {"sentence-transformers": [sys.executable, "-c", ST_SCRIPT, str(path), str(inp),
                                               f"{tmp}/st.npy", str(threads)],
                     "ranking_jax f32": [sys.executable, "-m", "ranking_jax.encode", "--model", str(path), "--input",
-                                        str(inp), "--output", f"{tmp}/jax.npy", "--normalize"],
+                                        str(inp), "--output", f"{tmp}/jax.npy", "--normalize", "--max-length", "256"],
                     "ranking_jax bf16": [sys.executable, "-m", "ranking_jax.encode", "--model", str(path), "--input",
-                                         str(inp), "--output", f"{tmp}/jaxbf16.npy", "--normalize", "--dtype",
-                                         "bfloat16"]}
+                                         str(inp), "--output", f"{tmp}/jaxbf16.npy", "--normalize", "--max-length",
+                                         "256", "--dtype", "bfloat16"]}
+            if args.skip_bf16:
+                del cmds["ranking_jax bf16"]
             times = {k: [] for k in cmds}
             for _ in range(args.repeats):
                 for k, c in cmds.items():
                     times[k].append(run_process(c, env))
             st = np.load(f"{tmp}/st.npy")
-            for k, f in [("ranking_jax f32", "jax.npy"), ("ranking_jax bf16", "jaxbf16.npy")]:
+            for k, f in [("ranking_jax f32", "jax.npy"), ("ranking_jax bf16", "jaxbf16.npy")][:len(cmds) - 1]:
                 print(f"encode {k}: max |jax - sentence-transformers| = {np.abs(np.load(f'{tmp}/{f}') - st).max():.2e}")
-        med = {k: statistics.median(v) for k, v in times.items()}
+        med = {k: statistics.median(v[1:] if len(v) > 1 and k != "sentence-transformers" else v)
+               for k, v in times.items()}
         for k, v in times.items():
             print(f"encode {k}: {[round(t, 1) for t in v]} s, median {med[k]:.1f}s", flush=True)
-            rows.append((f"encode {len(texts)} texts, whole process ({k})", f"{len(texts) / med[k]:.1f} texts/s",
+            rows.append((f"encode {len(texts)} {args.kind}, {args.model}, whole process ({k})",
+                         f"{len(texts) / med[k]:.1f} texts/s",
                          f"{med['sentence-transformers'] / med[k]:.2f}x", ""))
     print("\n| benchmark | throughput | vs PyTorch | FLOP/s |\n|---|---|---|---|")
     for r in rows:

@@ -1,11 +1,12 @@
-"""Accelerator check: the sharded MiniLM cross-encoder train step (f32 and bf16 compute), SAM's overhead,
-bi-encoder encoding throughput, each beside PyTorch (transformers' BertModel) on the same GPU, shapes and
-architecture, in one run.
+"""Accelerator check: the sharded cross-encoder train step (f32 and bf16 compute), SAM's overhead and
+bi-encoder encoding throughput, for MiniLM-L6 (BERT) and MPNet-base, each beside PyTorch (transformers' BertModel /
+MPNetModel) on the same GPU, shapes and architecture, in one run.
 
-    python benchmarks/gpu_check.py --out results.json [--config path/to/minilm/config.json]
+    python benchmarks/gpu_check.py --out results.json [--arch minilm,mpnet] [--config path/to/minilm/config.json]
 
-Weights are random with MiniLM-L6's architecture (values do not change the speed); the train step is
-``ranking_jax.train.make_train_step`` over a ``(data=N, model=1)`` mesh: the path a TPU/GPU run takes.
+Weights are random with MiniLM-L6's / all-mpnet-base-v2's architecture (values do not change the speed); the
+train step is ``ranking_jax.train.make_train_step`` over a ``(data=N, model=1)`` mesh: the path a TPU/GPU run
+takes.
 Prints medians of timed steps after warm-up and writes them as JSON.
 """
 
@@ -26,6 +27,18 @@ from _timing import median_time
 
 MINILM = {"vocab_size": 30522, "hidden_size": 384, "num_hidden_layers": 6, "num_attention_heads": 12,
           "intermediate_size": 1536, "max_position_embeddings": 512, "type_vocab_size": 2}
+MPNET = {"model_type": "mpnet", "vocab_size": 30527, "hidden_size": 768, "num_hidden_layers": 12,
+         "num_attention_heads": 12, "intermediate_size": 3072, "max_position_embeddings": 514, "type_vocab_size": 0,
+         "relative_attention_num_buckets": 32, "pad_token_id": 1, "layer_norm_eps": 1e-5}
+ARCHS = {"minilm": MINILM, "mpnet": MPNET}
+
+
+def torch_encoder(cfg: dict, **overrides):
+    """transformers' BertModel or MPNetModel of ``cfg``, without a pooler."""
+    from transformers import BertConfig, BertModel, MPNetConfig, MPNetModel
+    if cfg.get("model_type") == "mpnet":
+        return MPNetModel(MPNetConfig(**{**cfg, **overrides}), add_pooling_layer=False)
+    return BertModel(BertConfig(**{**cfg, **overrides}), add_pooling_layer=False)
 
 
 def flops_per_pair(cfg: dict, t: int) -> float:
@@ -73,10 +86,8 @@ def jax_train(cfg, *, b, l, t, dtype, optimizer):
 
 def torch_train(cfg, *, b, l, t, bf16):
     import torch
-    from transformers import BertConfig, BertModel
     dev = "cuda"
-    enc = BertModel(BertConfig(**cfg, hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.1),
-                    add_pooling_layer=False).to(dev)
+    enc = torch_encoder(cfg, hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.1).to(dev)
     head = torch.nn.Linear(cfg["hidden_size"], 1).to(dev)
     params = list(enc.parameters()) + list(head.parameters())
     opt = torch.optim.AdamW(params, lr=2e-5, fused=True)
@@ -110,8 +121,7 @@ def jax_encode(cfg, *, n, t, dtype):
 
 def torch_encode(cfg, *, n, t, half):
     import torch
-    from transformers import BertConfig, BertModel
-    enc = BertModel(BertConfig(**cfg), add_pooling_layer=False).cuda().eval()
+    enc = torch_encoder(cfg).cuda().eval()
     if half:
         enc = enc.half()
     bt = batch(n, 1, t)
@@ -131,14 +141,23 @@ def main():
     p = argparse.ArgumentParser()
     p.add_argument("--out", default="gpu_check.json")
     p.add_argument("--config", default="")
+    p.add_argument("--arch", default="minilm,mpnet", help="comma-separated: minilm, mpnet")
     p.add_argument("--smoke", action="store_true", help="tiny shapes and 2 layers: checks the script on a CPU")
     args = p.parse_args()
-    cfg = dict(MINILM, num_hidden_layers=2) if args.smoke else dict(MINILM)
-    shapes, enc_shape = ([(2, 2, 32)], (16, 32)) if args.smoke else ([(4, 8, 256), (32, 8, 256)], (1024, 128))
-    if args.config:
-        cfg.update({k: v for k, v in json.load(open(args.config)).items() if k in MINILM})
     results = {"jax": jax.__version__, "devices": [str(d) for d in jax.devices()], "rows": []}
     print(results, flush=True)
+    for arch in args.arch.split(","):
+        cfg = dict(ARCHS[arch], num_hidden_layers=2) if args.smoke else dict(ARCHS[arch])
+        if args.config and arch == "minilm":
+            cfg.update({k: v for k, v in json.load(open(args.config)).items() if k in MINILM})
+        measure(arch, cfg, args, results)
+
+
+def measure(arch: str, cfg: dict, args, results: dict) -> None:
+    """Every row of one architecture (MPNet: the small train shape only)."""
+    shapes, enc_shape = ([(2, 2, 32)], (16, 32)) if args.smoke else ([(4, 8, 256), (32, 8, 256)], (1024, 128))
+    if arch == "mpnet":
+        shapes = shapes[:1]
 
     def record(name, fn, **info):
         try:
@@ -160,25 +179,23 @@ def main():
         pairs = b * l
         flop = 3 * flops_per_pair(cfg, t) * pairs
         for dtype in ("float32", "bfloat16"):
-            record(f"jax train {b}x{l}x{t} {dtype} adamw", lambda: jax_train(cfg, b=b, l=l, t=t, dtype=dtype,
-                                                                             optimizer="adamw"),
-                   pairs=pairs, flop=flop)
-        record(f"torch train {b}x{l}x{t} float32", lambda: torch_train(cfg, b=b, l=l, t=t, bf16=False),
-               pairs=pairs, flop=flop)
-        record(f"torch train {b}x{l}x{t} bf16 autocast", lambda: torch_train(cfg, b=b, l=l, t=t, bf16=True),
-               pairs=pairs, flop=flop)
+            record(f"{arch} jax train {b}x{l}x{t} {dtype} adamw",
+                   lambda: jax_train(cfg, b=b, l=l, t=t, dtype=dtype, optimizer="adamw"), pairs=pairs, flop=flop)
+        for bf16 in (False, True):
+            record(f"{arch} torch train {b}x{l}x{t} {'bf16 autocast' if bf16 else 'float32'}",
+                   lambda: torch_train(cfg, b=b, l=l, t=t, bf16=bf16), pairs=pairs, flop=flop)
     for name in ("sam", "asam"):
         b, l, t = shapes[-1]
-        record(f"jax train {b}x{l}x{t} bfloat16 {name}", lambda: jax_train(cfg, b=b, l=l, t=t, dtype="bfloat16",
-                                                                          optimizer=name),
+        record(f"{arch} jax train {b}x{l}x{t} bfloat16 {name}",
+               lambda: jax_train(cfg, b=b, l=l, t=t, dtype="bfloat16", optimizer=name),
                pairs=b * l, flop=2 * 3 * flops_per_pair(cfg, t) * b * l)
     n, t = enc_shape
     for dtype in ("float32", "bfloat16"):
-        record(f"jax encode {n}x{t} {dtype}", lambda: jax_encode(cfg, n=n, t=t, dtype=dtype), pairs=n,
+        record(f"{arch} jax encode {n}x{t} {dtype}", lambda: jax_encode(cfg, n=n, t=t, dtype=dtype), pairs=n,
                flop=flops_per_pair(cfg, t) * n)
-    record(f"torch encode {n}x{t} float32", lambda: torch_encode(cfg, n=n, t=t, half=False), pairs=n,
+    record(f"{arch} torch encode {n}x{t} float32", lambda: torch_encode(cfg, n=n, t=t, half=False), pairs=n,
            flop=flops_per_pair(cfg, t) * n)
-    record(f"torch encode {n}x{t} float16", lambda: torch_encode(cfg, n=n, t=t, half=True), pairs=n,
+    record(f"{arch} torch encode {n}x{t} float16", lambda: torch_encode(cfg, n=n, t=t, half=True), pairs=n,
            flop=flops_per_pair(cfg, t) * n)
 
 

@@ -65,7 +65,8 @@ def main() -> None:
             rows.append((name, model, enc.max_length, len(docs), len(queries), means["nDCG@10"], means["RR@10"],
                          time.perf_counter() - t))
             print(f"{name} {model}: nDCG@10 {means['nDCG@10']:.4f} ({rows[-1][-1]:.0f} s)", flush=True)
-    print("\n| collection | model | max tokens | documents | queries | nDCG@10 | RR@10 | seconds |\n|---|---|---|---|---|---|---|---|")
+    print("\n| collection | model | max tokens | documents | queries | nDCG@10 | RR@10 | seconds |")
+    print("|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r[0]} | {r[1]} | {r[2]} | {r[3]:,} | {r[4]} | {r[5]:.4f} | {r[6]:.4f} | {r[7]:.0f} |")
 

@@ -71,7 +71,8 @@ def main(argv) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     logging.set_verbosity(logging.WARNING)  # orbax/absl INFO lines would bury the progress bar
-    from ranking_jax import runtime  # jax-heavy imports after the flags parse
+    from ranking_jax import process, runtime  # jax-heavy imports after the flags parse
+    process.enable_compilation_cache()
     runtime.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
     from ranking_jax import run
     run.run(_CONFIG.value, pathlib.Path(_WORKDIR.value), allow_config_change=_ALLOW_CHANGE.value)

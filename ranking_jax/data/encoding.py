@@ -22,12 +22,16 @@ __all__ = ["TOKEN_PREFIXES", "bucket", "padding_lengths", "trim_padding", "globa
 TOKEN_PREFIXES = ("pair", "query", "doc", "pseudo")
 
 
-def bucket(length: int, *, smallest: int = 16, largest: int | None = None) -> int:
+def bucket(length: int, *, smallest: int = 16, largest: int | None = None, multiple: int | None = None) -> int:
     """The padded length of a sequence of ``length`` tokens: the power of two ``>= length`` (at least
-    ``smallest``), capped at ``largest``."""
-    n = smallest
-    while n < length:
-        n *= 2
+    ``smallest``), or with ``multiple`` the multiple of it ``>= length`` (at least ``multiple``); capped at
+    ``largest``. Powers of two keep the shapes (compilations) few; multiples pad less."""
+    if multiple:
+        n = max(multiple, -(-length // multiple) * multiple)
+    else:
+        n = smallest
+        while n < length:
+            n *= 2
     return n if largest is None else min(n, largest)
 
 
@@ -92,11 +96,12 @@ def encode_docs(model, batch):
 
 
 def encode_rows(encode: Callable, model, tokens: Mapping[str, np.ndarray], *, mesh,
-                rules=sharding.DEFAULT_RULES, batch_size: int = 256, progress: Callable[[int], Any] | None = None
-                ) -> np.ndarray:
+                rules=sharding.DEFAULT_RULES, batch_size: int = 256, progress: Callable[[int], Any] | None = None,
+                multiple: int | None = None) -> np.ndarray:
     """``encode(model, {"ids", "mask"}) -> [B, ...]`` over every row of ``tokens`` (``[N, T]`` arrays, the same on
     every process), returned ``[N, ...]`` in row order. Rows are sorted by length (longest first), each batch of
-    ``batch_size`` rows (a multiple of the mesh size) is cut to its :func:`bucket` and sharded on the batch axis;
+    ``batch_size`` rows (a multiple of the mesh size) is cut to its :func:`bucket` (``multiple``: padded to a
+    multiple of it, for a process whose compilations the persistent cache keeps) and sharded on the batch axis;
     ``progress(rows done)`` is called after each batch."""
     n = len(tokens["ids"])
     size = max(batch_size - batch_size % mesh.size, mesh.size)
@@ -107,7 +112,7 @@ def encode_rows(encode: Callable, model, tokens: Mapping[str, np.ndarray], *, me
         for start in range(0, n, size):
             rows = order[start:start + size]
             chunk = {k: np.pad(np.asarray(tokens[k])[rows], ((0, size - len(rows)), (0, 0))) for k in ("ids", "mask")}
-            t = bucket(int(lengths[rows].max(initial=1)), largest=chunk["ids"].shape[1])
+            t = bucket(int(lengths[rows].max(initial=1)), largest=chunk["ids"].shape[1], multiple=multiple)
             chunk = {k: v[:, :t] for k, v in chunk.items()}
             emb = np.asarray(jitted(encode, model, sharding.put_global(chunk, mesh, rules), mesh=mesh))
             if out is None:

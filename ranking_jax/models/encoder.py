@@ -37,8 +37,8 @@ from flax.linen import with_logical_constraint as constrain
 from ranking_jax.models.numerics import dropout, mixed_einsum
 
 
-__all__ = ["EncoderConfig", "BertConfig", "Encoder", "relative_position_buckets", "TransformerLayer", "mixed_einsum", "dropout", "mean_pool", "cls_pool",
-           "pool", "check_pooling", "POOLINGS"]
+__all__ = ["EncoderConfig", "BertConfig", "Encoder", "relative_position_buckets", "TransformerLayer", "mixed_einsum",
+           "dropout", "mean_pool", "cls_pool", "max_pool", "mean_sqrt_len_pool", "pool", "check_pooling", "POOLINGS"]
 
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 _ACTIVATIONS = {"gelu": functools.partial(jax.nn.gelu, approximate=False), "relu": jax.nn.relu}

@@ -257,3 +257,17 @@ def test_second_step_does_not_recompile():
     params, opt, l1 = jstep(params, opt, other, jax.random.key(1))
     assert len(traces) == 1 and jstep._cache_size() == 1
     assert np.isfinite(l0) and np.isfinite(l1) and l0 != l1
+
+
+def test_sentence_transformers_poolings_against_numpy():
+    """max (padding never wins) and mean_sqrt_len (sum / sqrt(n)) as sentence-transformers' Pooling computes them."""
+    from ranking_jax.models.encoder import pool
+    rng = np.random.default_rng(0)
+    h = rng.normal(size=(3, 5, 4)).astype(np.float32)
+    h[:, 3:] = 50.0  # padded positions hold large values that must not leak in
+    mask = np.array([[1, 1, 1, 0, 0], [1, 0, 0, 0, 0], [1, 1, 1, 0, 0]], np.int32)
+    n = mask.sum(1)
+    want_max = np.stack([h[i, :n[i]].max(0) for i in range(3)])
+    want_sqrt = np.stack([h[i, :n[i]].sum(0) / np.sqrt(n[i]) for i in range(3)])
+    np.testing.assert_allclose(pool(jnp.asarray(h), jnp.asarray(mask), "max"), want_max, rtol=1e-6)
+    np.testing.assert_allclose(pool(jnp.asarray(h), jnp.asarray(mask), "mean_sqrt_len"), want_sqrt, rtol=1e-6)
