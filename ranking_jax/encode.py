@@ -163,6 +163,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     process.enable_compilation_cache()
     if not pathlib.Path(args.input).is_file():
         p.error(f"--input {args.input} does not exist")
+    if not pathlib.Path(args.output).absolute().parent.is_dir():
+        p.error(f"--output {args.output}: the folder {pathlib.Path(args.output).absolute().parent} does not exist")
     if args.batch_size < 1:
         p.error(f"--batch-size must be at least 1, got {args.batch_size}")
     try:

@@ -14,8 +14,16 @@ import json
 import sys
 from typing import Optional, Sequence
 
+import numpy as np
+
 from ranking_jax.data import formats
 from ranking_jax.metrics import trec
+
+
+def _short(values: dict) -> dict:
+    """Each value as the shortest decimal that reads back as the same float32 (the metrics compute in float32:
+    0.2, not 0.20000000298023224)."""
+    return {k: float(str(np.float32(v))) for k, v in values.items()}
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -38,6 +46,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     missing, unjudged = sorted(set(qrels) - set(run)), sorted(set(run) - set(qrels))
     print(f"evaluated {len(qrels)} judged queries; {len(missing)} judged queries absent from the run count as 0 "
           f"(ir-measures default); {len(unjudged)} run queries without judgments skipped", file=sys.stderr)
+    means, per_query = _short(means), {q: _short(v) for q, v in per_query.items()}
     print(json.dumps({"mean": means, "per_query": per_query} if args.per_query else means, indent=2))
     return 0
 

@@ -115,7 +115,9 @@ def test_unsupported_modules_and_bad_inputs_are_refused(minilm_dir, tmp_path, ca
     latin1.write_bytes("caf\xe9\n".encode("latin-1"))
     for args, message in [([str(empty), "--batch-size", "2"], "has no lines"),
                           ([str(latin1)], r"latin1.txt: not UTF-8 at byte 3"),
-                          ([str(latin1), "--batch-size", "0"], "--batch-size must be at least 1")]:
+                          ([str(latin1), "--batch-size", "0"], "--batch-size must be at least 1"),
+                          ([str(latin1), "--output", str(tmp_path / "missing" / "o.npy")],
+                           r"missing/o.npy: the folder .*missing does not exist")]:
         with pytest.raises(SystemExit):
             encode_mod.main(["--model", str(minilm_dir), "--output", str(tmp_path / "o.npy"), "--input"] + args)
         assert re.search(message, capsys.readouterr().err)

@@ -84,3 +84,15 @@ def test_malformed_lines_name_file_and_line(tmp_path, capsys, kind, lines, line,
                                                                                 str(path)]
     assert cli.main(args) == 2
     assert f"{path}:{line}:" in capsys.readouterr().err
+
+
+def test_cli_prints_float32_values_without_noise(tmp_path, capsys):
+    """One relevant document of five retrieved: P@5 = 0.2 printed as 0.2 (float32's shortest decimal), and the
+    per-query value reads back as the float32 the metric computed."""
+    (tmp_path / "q.txt").write_text("q1 0 d1 1\n")
+    (tmp_path / "r.txt").write_text("".join(f"q1 Q0 d{i} {i} {10 - i} t\n" for i in range(1, 6)))
+    assert cli.main(["--qrels", str(tmp_path / "q.txt"), "--run", str(tmp_path / "r.txt"), "--metrics", "P@5",
+                     "--per-query"]) == 0
+    out = capsys.readouterr().out
+    assert '"P@5": 0.2' in out and "0.2000000" not in out
+    assert json.loads(out)["per_query"]["q1"]["P@5"] == 0.2 and np.float32(0.2) == np.float32(0.2000000029802)
