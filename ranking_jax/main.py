@@ -12,6 +12,7 @@ three process flags, a cluster that jax detects (SLURM, Open MPI, Cloud TPU pods
 
 from __future__ import annotations
 
+import ast
 import importlib.util
 import pathlib
 import sys
@@ -84,9 +85,12 @@ def _run() -> None:
     from ranking_jax.run import ConfigChangedError
     try:
         app.run(main, argv=_json_configs(sys.argv))
-    except AttributeError as e:
-        if "Did you mean" in str(e) or "does not exist" in str(e):
-            sys.exit(f"config error: {e.args[0]}")
+    except (AttributeError, KeyError) as e:  # a misspelled key, or a misspelled section (a KeyError)
+        message = str(e.args[0]) if e.args else ""
+        if message[:1] == message[-1:] == "'" and "\\n" in message:  # ml_collections' KeyError text, quoted
+            message = ast.literal_eval(message)
+        if "Did you mean" in message or "does not exist" in message:
+            sys.exit(f"config error: no field {message.replace(chr(10), ': ', 1)}")
         raise
     except ConfigChangedError as e:
         sys.exit(f"error: {e}")

@@ -33,7 +33,12 @@ def _main(tmp_path, *flags):
 def test_main_rejects_typo_and_wrong_type(tmp_path):
     r = _main(tmp_path, "--config.optimizer.nmae=sam")
     assert r.returncode != 0
-    assert 'Did you mean "name"' in r.stderr and "config error" in r.stderr
+    assert r.stderr.strip().splitlines()[-1] == ('config error: no field \'nmae\': Did you mean "name" instead of '
+                                                 '"nmae"?')
+    r = _main(tmp_path, "--config.optimzer.name=sam")  # a misspelled section: one line too, no traceback
+    assert r.returncode != 0 and "Traceback" not in r.stderr
+    assert r.stderr.strip().splitlines()[-1] == ('config error: no field \'optimzer\': Did you mean "optimizer" '
+                                                 'instead of "optimzer"?')
     r = _main(tmp_path, "--config.optimizer.lr=fast")
     assert r.returncode != 0 and "could not convert string to float: 'fast'" in r.stderr
     r = subprocess.run([sys.executable, "-m", "ranking_jax.main", f"--workdir={tmp_path}"], cwd=ROOT,
