@@ -8,7 +8,8 @@ queries, graded labels 0-4, SVMlight) — the ``letor/mslr_sample`` config reads
 
 ``pip download`` of this sdist prepares its metadata, which imports numpy and needs setuptools >= 70.1
 without build isolation; so the download runs in a throwaway venv holding just those two packages.
-The sdist's sha256 is checked. MSLR-WEB10K is Microsoft research data (Qin & Liu, 2013); rankeval is MPL-2.0.
+The sdist's sha256 is checked by pip before any of its code runs, and again here. MSLR-WEB10K is Microsoft
+research data (Qin & Liu, 2013); rankeval is MPL-2.0.
 """
 
 from __future__ import annotations
@@ -35,8 +36,10 @@ def fetch(out: pathlib.Path, *, sdist: pathlib.Path | None = None) -> list[pathl
             pip = [str(venv / "bin" / "python"), "-m", "pip", "--disable-pip-version-check", "-q"]
             subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
             subprocess.run(pip + ["install", "numpy", "setuptools>=70.1"], check=True)
+            # --require-hashes: pip checks the archive's sha256 before it runs the sdist's code to prepare metadata
+            (pathlib.Path(tmp) / "req.txt").write_text(f"rankeval==0.8.2 --hash=sha256:{SHA256}\n")
             subprocess.run(pip + ["download", "--no-deps", "--no-binary", ":all:", "--no-build-isolation",
-                                  "-d", tmp, "rankeval==0.8.2"], check=True)
+                                  "--require-hashes", "-d", tmp, "-r", str(pathlib.Path(tmp) / "req.txt")], check=True)
             sdist = pathlib.Path(tmp) / SDIST
         digest = hashlib.sha256(sdist.read_bytes()).hexdigest()
         if digest != SHA256:
