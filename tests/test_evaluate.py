@@ -96,3 +96,16 @@ def test_cli_prints_float32_values_without_noise(tmp_path, capsys):
     out = capsys.readouterr().out
     assert '"P@5": 0.2' in out and "0.2000000" not in out
     assert json.loads(out)["per_query"]["q1"]["P@5"] == 0.2 and np.float32(0.2) == np.float32(0.2000000029802)
+
+
+@pytest.mark.parametrize("suffix", ["", ".gz"])
+def test_non_utf8_input_names_file_and_line(tmp_path, capsys, suffix):
+    import gzip
+    data = b"q1 0 d1 1\nq2 0 d\xe9 1\n"
+    path = tmp_path / f"qrels.txt{suffix}"
+    path.write_bytes(gzip.compress(data) if suffix else data)
+    with pytest.raises(ValueError, match=rf"qrels.txt{suffix}:2: not UTF-8 at byte 6 of the line"):
+        formats.read_qrels(path)
+    other = _write(tmp_path / "run.txt", ["q1 Q0 d1 1 0.5 t"])
+    assert cli.main(["--qrels", str(path), "--run", str(other)]) == 2
+    assert f"{path}:2: not UTF-8" in capsys.readouterr().err

@@ -25,8 +25,8 @@ from typing import Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
-__all__ = ["DataFormatError", "Skipped", "IdIndex", "open_text", "read_jsonl", "read_qrels", "read_qrels_lines",
-           "read_run", "ranked", "write_run", "read_tsv", "read_svmlight", "read_idx"]
+__all__ = ["DataFormatError", "Skipped", "IdIndex", "open_text", "numbered_lines", "read_jsonl", "read_qrels",
+           "read_qrels_lines", "read_run", "ranked", "write_run", "read_tsv", "read_svmlight", "read_idx"]
 
 log = logging.getLogger(__name__)
 PathLike = str | os.PathLike
@@ -115,17 +115,23 @@ def open_text(path: PathLike, *, encoding: str = "utf-8"):
     return open(path, encoding=encoding, newline="\n")
 
 
-def _lines(path: PathLike, *, encoding: str = "utf-8") -> Iterator[tuple[int, str]]:
-    with open_text(path, encoding=encoding) as f:
-        for n, line in enumerate(f, 1):
-            line = line.rstrip("\r\n")
+def numbered_lines(path: PathLike, *, encoding: str = "utf-8") -> Iterator[tuple[int, str]]:
+    """``(line number, line)`` of the non-blank lines; a line that does not decode names the file and line."""
+    path = pathlib.Path(path)
+    with (gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")) as f:
+        for n, raw in enumerate(f, 1):
+            try:
+                line = raw.decode(encoding).rstrip("\r\n")
+            except UnicodeDecodeError as e:
+                raise ValueError(f"{path}:{n}: not {encoding.upper()} at byte {e.start} of the line ({e.reason}); "
+                                 f"convert the file to {encoding.upper()}") from None
             if line.strip():
                 yield n, line
 
 
 def read_jsonl(path: PathLike, *, required: Sequence[str] = ("_id",)) -> Iterator[tuple[int, dict]]:
     """Yields ``(line_number, object)`` per non-blank line; every object must have the ``required`` keys."""
-    for n, line in _lines(path):
+    for n, line in numbered_lines(path):
         try:
             obj = json.loads(line)
         except json.JSONDecodeError as e:
@@ -167,7 +173,7 @@ def read_qrels_lines(path: PathLike) -> Iterator[tuple[int, str, str, int]]:
     header) and TREC qrels (``qid iteration docid relevance``). Relevance must be an integer, as in trec_eval;
     any other line raises :class:`DataFormatError`. Repeated judgments are yielded as they come.
     """
-    for n, line in _lines(path):
+    for n, line in numbered_lines(path):
         if n == 1 and [c.strip().lower() for c in line.lstrip("\ufeff").split("\t")] == _BEIR_HEADER:
             continue
         cols = _qrels_columns(path, n, line)
@@ -204,7 +210,7 @@ def read_qrels(path: PathLike) -> dict[str, dict[str, int]]:
 
 def _run_lines(path: PathLike) -> Iterator[tuple[int, str, str, float]]:
     """Yields ``(line_number, query_id, doc_id, score)`` of a TREC run; the RANK column is not read."""
-    for n, line in _lines(path):
+    for n, line in numbered_lines(path):
         cols = line.split()
         try:
             qid, _, did, _, score, _ = cols
@@ -255,7 +261,7 @@ def read_tsv(path: PathLike, columns: Sequence[str], *, types: Sequence[type] | 
              ) -> Iterator[tuple[int, tuple]]:
     """Yields ``(line_number, values)`` of a TSV with exactly ``len(columns)`` columns, cast to ``types``."""
     types = types or [str] * len(columns)
-    for n, line in _lines(path):
+    for n, line in numbered_lines(path):
         cols = line.split("\t")
         if len(cols) != len(columns):
             raise DataFormatError(path, n, f"{len(columns)} tab-separated columns ({', '.join(columns)})", line)
@@ -272,7 +278,7 @@ def read_svmlight(path: PathLike, *, num_features: int) -> Iterator[tuple[int, f
     Line format: ``label qid:Q i:v i:v ... [# comment]`` with 1-based feature indices; absent features are 0.
     Read as latin-1 (Istella's comments are not UTF-8; the numeric part is ASCII either way).
     """
-    for n, line in _lines(path, encoding="latin-1"):
+    for n, line in numbered_lines(path, encoding="latin-1"):
         body = line.split("#", 1)[0].split()
         if len(body) < 2 or not body[1].startswith("qid:"):
             raise DataFormatError(path, n, "'label qid:Q index:value ...'", line)

@@ -116,13 +116,11 @@ class MsmarcoPassage(tfds.core.GeneratorBasedBuilder):
 
 def _first_column(path):
     """The ids of an ``id<TAB>text`` file, without splitting the (long) text column."""
-    with formats.open_text(path) as f:
-        for n, line in enumerate(f, 1):
-            if line.strip():
-                head, sep, _ = line.partition("\t")
-                if not sep:
-                    raise formats.DataFormatError(path, n, "tab-separated 'id<TAB>text'", line.rstrip("\n"))
-                yield n, (head,)
+    for n, line in formats.numbered_lines(path):
+        head, sep, _ = line.partition("\t")
+        if not sep:
+            raise formats.DataFormatError(path, n, "tab-separated 'id<TAB>text'", line)
+        yield n, (head,)
 
 
 def write_teacher_triples(path, triples, scores, *, query_ids, doc_ids) -> pathlib.Path:
