@@ -56,6 +56,9 @@ def run_one(config: ConfigDict, workdir: str | pathlib.Path, *, progress: bool =
     mesh = sharding.make_mesh(config.mesh)
     rules = sharding.rules(config.sharding_rules)
     objective = objectives.parse(config.loss)
+    if runtime.is_writer():
+        for directory in (workdir, workdir / "checkpoints"):
+            runtime.check_writable(directory)
     with runtime.workdir_lock(workdir):
         task = registry.lookup(f"tasks.{config.task}")(config, objective, Context(workdir, mesh, rules))
         undeclared = {f"model.{k}" for k in task.model_updates} - set(registry.entry(f"tasks.{config.task}").meta[

@@ -85,6 +85,19 @@ def to_host(tree):
     return multihost_utils.process_allgather(tree, tiled=True)
 
 
+def check_writable(directory: str | pathlib.Path) -> None:
+    """Creates ``directory`` and a probe file in it, so a run that could not save stops before it starts, with the
+    path and the reason (it used to fail at the first checkpoint and then wait 300 s in orbax)."""
+    directory = pathlib.Path(directory)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        probe = directory / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise OSError(f"{directory} is not writable ({e.strerror or e}); fix it or choose another --workdir") from None
+
+
 @contextlib.contextmanager
 def workdir_lock(workdir: str | pathlib.Path) -> Iterator[None]:
     """Process 0 holds an exclusive lock on ``workdir/.lock`` while the run lives (released by the OS if the

@@ -61,3 +61,17 @@ def test_config_json_replays_the_run(tmp_path):
                              cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert changed.returncode != 0 and "optimizer.learning_rate: 0.001 -> 0.5" in changed.stderr
     assert "--allow_config_change" in changed.stderr
+
+
+def test_unwritable_checkpoints_stop_before_the_run(tmp_path):
+    """A workdir whose checkpoints/ cannot be written (here a file of that name: permission bits do not stop root)
+    is refused before any data is built, naming the path; nothing else is written there."""
+    config = load_config("ltr_mlp", "runlocal,custom")
+    config.data.manual_dir = str(write_svmlight(tmp_path / "letor", features=7))
+    config.data.cache_dir = str(tmp_path / "cache")
+    (tmp_path / "w").mkdir()
+    (tmp_path / "w" / "checkpoints").write_text("not a folder")
+    with pytest.raises(OSError, match=rf"{tmp_path / 'w' / 'checkpoints'} is not writable \(File exists\)"):
+        run_config(config, tmp_path / "w")
+    assert sorted(p.name for p in (tmp_path / "w").iterdir()) == ["checkpoints"]
+    assert not (tmp_path / "cache").exists()
