@@ -65,6 +65,29 @@ def config_diff(old_json: str, new_json: str, *, ignore=()) -> list[str]:
             for k in sorted(old.keys() | new.keys()) if old.get(k) != new.get(k) and k not in ignore]
 
 
+# Fields that train wrongly (or fail deep inside a library) outside their range: (lowest allowed, why).
+_RANGES = {"data.batch_size": (1, "rows per step"), "data.eval_batch_size": (1, "rows per evaluation batch"),
+           "data.list_size": (1, "documents per training list"), "data.eval_list_size": (1, "documents per list"),
+           "data.query_length": (4, "tokens with the special ones"), "data.doc_length": (4, "tokens"),
+           "train.num_steps": (0, "steps"), "train.accum_steps": (1, "micro-batches per step"),
+           "train.grad_cache_chunk": (0, "rows per chunk (0 = off)"), "train.log_every": (1, "steps"),
+           "train.eval_every": (0, "steps (0 = at the end)"), "train.checkpoint_every": (0, "steps (0 = off)"),
+           "train.keep_checkpoints": (1, "checkpoints"), "optimizer.learning_rate": (0, "a negative one ascends"),
+           "optimizer.weight_decay": (0, "a negative one grows the weights"),
+           "optimizer.grad_clip_norm": (0, "0 = off; a negative one flips the gradient")}
+
+
+def validate(config: ConfigDict) -> None:
+    """Refuses, naming the field, a config value outside its range (:data:`_RANGES`) before anything runs."""
+    flat = flatten(config.to_dict())
+    for key, (low, what) in _RANGES.items():
+        value = flat.get(key)
+        if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        if value < low:
+            raise ValueError(f"config.{key} must be >= {low} ({what}), got {value}")
+
+
 def parse_arg(arg: str | None, **defaults):
     """``"runlocal,steps=10"`` -> ConfigDict(runlocal=True, steps=10) over ``defaults`` (big_vision style)."""
     out = ConfigDict(defaults)

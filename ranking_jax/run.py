@@ -53,6 +53,7 @@ def run_one(config: ConfigDict, workdir: str | pathlib.Path, *, progress: bool =
     """Trains and evaluates one config in ``workdir``; returns (and, on process 0, writes) its summary."""
     workdir = pathlib.Path(workdir)
     t0 = time.perf_counter()
+    defaults.validate(config)
     mesh = sharding.make_mesh(config.mesh)
     rules = sharding.rules(config.sharding_rules)
     objective = objectives.parse(config.loss)
