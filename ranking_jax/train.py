@@ -228,7 +228,9 @@ def train_and_evaluate(*, workdir: str | pathlib.Path, model: Model, params: Any
                 f"non-finite loss or gradient at step {step} (loss={float(metrics['loss'])}, "
                 f"grad_norm={float(metrics['grad_norm'])}); the update was not applied. Last good checkpoint: "
                 f"{checkpointer.directory / str(last_good) if last_good is not None else 'none saved yet'}. "
-                "Lower the learning rate, enable clipping (config.optimizer.grad_clip_norm) or check the data.")
+                "Lower the learning rate, enable clipping (config.optimizer.grad_clip_norm) or check the data, then "
+                "rerun the command with the change and --allow_config_change to continue from that checkpoint (or "
+                "with a new --workdir to start over).")
 
     summary: dict[str, Any] = {"start": start.source, "first_step": first_step}
     last_eval: tuple[int, dict] | None = None

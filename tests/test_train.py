@@ -105,10 +105,15 @@ def test_gradient_accumulation_equals_full_batch():
 
 
 def test_nan_guard_stops_with_step_and_keeps_checkpoint(tmp_path):
-    with pytest.raises(train.DivergenceError, match=r"at step 4 .*Last good checkpoint: .*checkpoints/2"):
+    with pytest.raises(train.DivergenceError, match=r"at step 4 .*Last good checkpoint: .*checkpoints/2.*"
+                       r"--allow_config_change to continue from that checkpoint"):
         _run(tmp_path, 10, data=SyntheticLists(nan_at=3), checkpoint_every=2)
     from ranking_jax.checkpoint import Checkpointer
     assert Checkpointer(tmp_path / "checkpoints").latest_step() == 2
+    # the recovery the message names: the same workdir, the cause fixed, continues from the last good checkpoint
+    summary = _run(tmp_path, 10, data=SyntheticLists(), checkpoint_every=2)
+    assert (summary["start"], summary["first_step"]) == ("workdir", 2)
+    assert Checkpointer(tmp_path / "checkpoints").latest_step() == 10
 
 
 def test_nan_guard_between_log_steps(tmp_path):
