@@ -49,7 +49,7 @@ def main(argv: Iterable[str] | None = None) -> None:
     p.add_argument("--family", default="cross_encoder", choices=data.TEXT_FAMILIES)
     p.add_argument("--builder", default="beir", choices=("beir", "msmarco_passage"))
     p.add_argument("--config", default=None, help="builder config (beir: scifact, cranfield, ...)")
-    p.add_argument("--data_dir", required=True)
+    p.add_argument("--data_dir", required=True, help="cache folder for the built collection (keyed by content)")
     p.add_argument("--manual_dir", default=None)
     p.add_argument("--triples", default=None, help="qid<TAB>pid_pos<TAB>pid_neg file")
     p.add_argument("--run", default=None, help="TREC run with candidates (with --split)")
@@ -66,9 +66,14 @@ def main(argv: Iterable[str] | None = None) -> None:
         p.error("give exactly one of --triples or --run")
     logging.basicConfig(level=logging.INFO)
 
+    from ml_collections import ConfigDict
+
+    from ranking_jax.tasks.cache import prepared
     builder_cls = data.Beir if args.builder == "beir" else data.MsmarcoPassage
-    src = data.prepare(builder_cls, config=args.config, data_dir=args.data_dir,
-                       manual_dir=args.manual_dir).as_data_source()
+    # built once per content of --manual_dir under --data_dir: two collections never share a build
+    source = pathlib.Path(args.manual_dir) if args.manual_dir else f"download:{args.builder}:{args.config}"
+    src = prepared(ConfigDict({"data": {"cache_dir": args.data_dir}}), builder_cls, name=args.builder,
+                   builder_config=args.config, source=source, manual_dir=args.manual_dir).as_data_source()
     query_ids, doc_ids = data.id_list(src["queries"], "query_id"), data.id_list(src["corpus"], "doc_id")
     qindex, dindex = data.IdIndex(query_ids), data.IdIndex(doc_ids)
     if args.triples:

@@ -102,3 +102,25 @@ def test_cli_with_cross_encoder(collection, tmp_path):
     enc = tok.encode_pairs([qtexts[qids.index(q)]] * 2, [dtexts[doc_ids.index(p)], dtexts[doc_ids.index(n)]])
     batch = {f"pair_{k}": v[None] for k, v in enc.items()}
     np.testing.assert_allclose(np.asarray(model(batch))[0], [sp, sn], atol=1e-5)
+
+
+def test_one_data_dir_serves_each_collection_its_own_build(collection, tmp_path):
+    """Two --manual_dir collections scored through one --data_dir: the second is built from its own files (it
+    used to be served the first's build, and its valid ids were then refused)."""
+    script = _load_script()
+    other = tmp_path / "other"
+    (other / "qrels").mkdir(parents=True)
+    (other / "corpus.jsonl").write_text("".join(json.dumps({"_id": f"x{i}", "text": f"other text {i}"}) + "\n"
+                                                for i in range(4)))
+    (other / "queries.jsonl").write_text(json.dumps({"_id": "qx", "text": "other"}) + "\n")
+    (other / "qrels" / "train.tsv").write_text("qx\tx0\t1\n")
+    spec = ("models.cross_encoder(config={'hidden_size': 16, 'num_hidden_layers': 1, 'num_attention_heads': 2, "
+            "'intermediate_size': 32}, seed=1)")
+    shared = tmp_path / "shared_data_dir"
+    for root, triple in ((collection["root"], "q0\tdoc0\tdoc1\n"), (other, "qx\tx0\tx3\n")):
+        (tmp_path / "t.tsv").write_text(triple)
+        script.main(["--model", spec, "--config", "custom", "--data_dir", str(shared), "--manual_dir", str(root),
+                     "--triples", str(tmp_path / "t.tsv"), "--query_length", "8", "--doc_length", "16",
+                     "--out", str(tmp_path / "out.tsv")])
+    [(_, _, _, q, p, n)] = list(data.read_teacher_triples(tmp_path / "out.tsv"))
+    assert (q, p, n) == ("qx", "x0", "x3")
