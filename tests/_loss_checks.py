@@ -153,3 +153,26 @@ def check_list_loss_masking(fn, make, kw):
     value, grad = jax.jit(jax.value_and_grad(lambda x, *a: fp(x, *a, where=where2)))(*padded)
     assert_row_excluded(value, grad, call(f, *[a[[0, 2]] for a in arrays]))
     assert_jit_vmap_sum(f, arrays)
+
+
+def list_case_checks(cases, *, score_matrix=lambda fn: False):
+    """The three checks of every ``{name: (fn, arrays)}`` case (:func:`list_case`, :func:`matrix_case`) as test
+    functions a test module binds to its own names; ``score_matrix(fn)`` says which read an in-batch matrix."""
+    import pytest
+
+    @pytest.mark.parametrize("name", sorted(cases))
+    def padding_invisible(name):
+        fn, arrays = cases[name]
+        check_padding_invisible(fn, arrays)
+
+    @pytest.mark.parametrize("name", sorted(cases))
+    def all_masked_row_excluded(name):
+        fn, arrays = cases[name]
+        check_all_masked_row_excluded(fn, arrays)
+
+    @pytest.mark.parametrize("name", sorted(cases))
+    def jit_vmap(name):
+        fn, arrays = cases[name]
+        check_jit_vmap(fn, arrays, score_matrix=score_matrix(fn))
+
+    return padding_invisible, all_masked_row_excluded, jit_vmap

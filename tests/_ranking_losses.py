@@ -229,3 +229,28 @@ class rax_t12n_shim:
             jax.util = self.saved
         else:
             del jax.util
+
+
+def ranking_checks(names):
+    """The four checks every ranking loss of ``names`` passes, as test functions a test module binds to its own
+    names: ``test_rax_parity, test_masked_inf_nan_never_leaks, test_structure, test_mismatched_shapes_... =
+    ranking_checks(LISTWISE)``."""
+    @pytest.mark.parametrize("name,options", rax_cases(names), ids=rax_case_id)
+    def rax_parity(name, options):
+        check_rax_parity(name, options)
+
+    @pytest.mark.parametrize("name", names)
+    def masked_inf_nan_never_leaks(name):
+        check_masked_inf_nan_never_leaks(name)
+
+    @pytest.mark.parametrize("name", names)
+    def structure(name):
+        """jit == eager; all-masked lists left out with zero gradients; vmap == batch; sum(unreduced) == sum;
+        leading dims; where == truncation; segments == padded lists."""
+        check_structure(name)
+
+    @pytest.mark.parametrize("name", names)
+    def mismatched_shapes(name):
+        check_mismatched_shapes(name)
+
+    return rax_parity, masked_inf_nan_never_leaks, structure, mismatched_shapes

@@ -105,7 +105,7 @@ def bi_encoder(*, pretrained: str | pathlib.Path | None = None, config: BertConf
         similarity = similarity or ("cosine" if settings.normalize else "dot")
     pooling, similarity = pooling or "cls", similarity or "dot"
     with nnx.use_eager_sharding(False):
-        q = make_encoder(pretrained=pretrained, config=config, dtype=dtype, remat=remat, include=include,
+        q = make_encoder(pretrained=path, config=config, dtype=dtype, remat=remat, include=include,
                          exclude=exclude, rngs=nnx.Rngs(seed), **config_overrides)
         d = None if shared else nnx.clone(q)
     return BiEncoder(q, d, pooling=pooling, similarity=similarity)

@@ -16,7 +16,7 @@ import scipy.stats
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from _loss_checks import (call, check_all_masked_row_excluded, check_jit_vmap, check_padding_invisible, list_case,
+from _loss_checks import (call, list_case, list_case_checks,
                           log_softmax, matrix_case, rng, softplus)
 from ranking_jax.losses import (e2rank_loss, infonce_loss, kl_distill_loss, margin_mse_loss, mse_distill_loss,
                                 pearson_loss, pro_loss, rank_kl_loss, soft_infonce_loss, weighted_ranknet_distill_loss)
@@ -228,22 +228,9 @@ LIST_CASES = {
 }
 
 
-@pytest.mark.parametrize("name", sorted(LIST_CASES))
-def test_masked_inf_nan_padding_is_invisible(name):
-    fn, arrays = LIST_CASES[name]
-    check_padding_invisible(fn, arrays)
-
-
-@pytest.mark.parametrize("name", sorted(LIST_CASES))
-def test_all_masked_row_is_excluded_with_zero_grads(name):
-    fn, arrays = LIST_CASES[name]
-    check_all_masked_row_excluded(fn, arrays)
-
-
-@pytest.mark.parametrize("name", sorted(LIST_CASES))
-def test_jit_equals_eager_and_vmap_equals_batch(name):
-    fn, arrays = LIST_CASES[name]
-    check_jit_vmap(fn, arrays, score_matrix=fn.func in (infonce_loss, soft_infonce_loss))
+(test_masked_inf_nan_padding_is_invisible, test_all_masked_row_is_excluded_with_zero_grads,
+ test_jit_equals_eager_and_vmap_equals_batch) = list_case_checks(
+    LIST_CASES, score_matrix=lambda fn: fn.func in (infonce_loss, soft_infonce_loss))
 
 
 def test_e2rank_masks_and_transforms():

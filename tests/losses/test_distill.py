@@ -13,8 +13,7 @@ import scipy.special
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from _loss_checks import (call, check_all_masked_row_excluded, check_jit_vmap, check_padding_invisible, list_case,
-                          log_softmax, rng, softplus)
+from _loss_checks import call, list_case, list_case_checks, log_softmax, rng, softplus
 from ranking_jax.losses import (kl_distill_loss, margin_mse_loss, margin_mse_triple_loss, mse_distill_loss,
                                 weighted_ranknet_distill_loss)
 
@@ -160,19 +159,5 @@ LIST_CASES = {
 }
 
 
-@pytest.mark.parametrize("name", sorted(LIST_CASES))
-def test_masked_inf_nan_padding_is_invisible(name):
-    fn, arrays = LIST_CASES[name]
-    check_padding_invisible(fn, arrays)
-
-
-@pytest.mark.parametrize("name", sorted(LIST_CASES))
-def test_all_masked_row_is_excluded_with_zero_grads(name):
-    fn, arrays = LIST_CASES[name]
-    check_all_masked_row_excluded(fn, arrays)
-
-
-@pytest.mark.parametrize("name", sorted(LIST_CASES))
-def test_jit_equals_eager_and_vmap_equals_batch(name):
-    fn, arrays = LIST_CASES[name]
-    check_jit_vmap(fn, arrays)
+(test_masked_inf_nan_padding_is_invisible, test_all_masked_row_is_excluded_with_zero_grads,
+ test_jit_equals_eager_and_vmap_equals_batch) = list_case_checks(LIST_CASES)

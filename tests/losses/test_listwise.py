@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 import rax
 
-from _ranking_losses import (LISTWISE, check_masked_inf_nan_never_leaks, check_mismatched_shapes, check_rax_parity,
-                             check_structure, close, data, rax_case_id, rax_cases, rax_t12n_shim)
+from _ranking_losses import LISTWISE, close, data, ranking_checks, rax_t12n_shim
 from ranking_jax import losses as L
 from ranking_jax import ops as U
 from ranking_jax.losses import listwise
@@ -18,26 +17,8 @@ from ranking_jax.losses import listwise
 # ------------------------------------------------------------------------------------------------------------------
 # The checks every ranking loss passes (tests/_ranking_losses.py).
 
-@pytest.mark.parametrize("name,options", rax_cases(LISTWISE), ids=rax_case_id)
-def test_rax_parity(name, options):
-    check_rax_parity(name, options)
-
-
-@pytest.mark.parametrize("name", LISTWISE)
-def test_masked_inf_nan_never_leaks(name):
-    check_masked_inf_nan_never_leaks(name)
-
-
-@pytest.mark.parametrize("name", LISTWISE)
-def test_structure(name):
-    """jit == eager; all-masked lists left out with zero gradients; vmap == batch; sum(unreduced) == sum;
-    leading dims; where == truncation; segments == padded lists."""
-    check_structure(name)
-
-
-@pytest.mark.parametrize("name", LISTWISE)
-def test_mismatched_shapes_name_the_function_and_argument(name):
-    check_mismatched_shapes(name)
+(test_rax_parity, test_masked_inf_nan_never_leaks, test_structure,
+ test_mismatched_shapes_name_the_function_and_argument) = ranking_checks(LISTWISE)
 
 
 # ------------------------------------------------------------------------------------------------------------------

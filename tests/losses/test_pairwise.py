@@ -12,34 +12,15 @@ import pytest
 import rax
 
 from _loss_checks import softplus
-from _ranking_losses import (PAIRWISE, check_masked_inf_nan_never_leaks, check_mismatched_shapes, check_rax_parity,
-                             check_structure, close, data, rax_case_id, rax_cases)
+from _ranking_losses import PAIRWISE, close, data, ranking_checks
 from ranking_jax import losses as L
 
 
 # ------------------------------------------------------------------------------------------------------------------
 # The checks every ranking loss passes (tests/_ranking_losses.py).
 
-@pytest.mark.parametrize("name,options", rax_cases(PAIRWISE), ids=rax_case_id)
-def test_rax_parity(name, options):
-    check_rax_parity(name, options)
-
-
-@pytest.mark.parametrize("name", PAIRWISE)
-def test_masked_inf_nan_never_leaks(name):
-    check_masked_inf_nan_never_leaks(name)
-
-
-@pytest.mark.parametrize("name", PAIRWISE)
-def test_structure(name):
-    """jit == eager; all-masked lists left out with zero gradients; vmap == batch; sum(unreduced) == sum;
-    leading dims; where == truncation; segments == padded lists."""
-    check_structure(name)
-
-
-@pytest.mark.parametrize("name", PAIRWISE)
-def test_mismatched_shapes_name_the_function_and_argument(name):
-    check_mismatched_shapes(name)
+(test_rax_parity, test_masked_inf_nan_never_leaks, test_structure,
+ test_mismatched_shapes_name_the_function_and_argument) = ranking_checks(PAIRWISE)
 
 
 # ------------------------------------------------------------------------------------------------------------------
