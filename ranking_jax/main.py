@@ -81,7 +81,8 @@ def main(argv) -> None:
 
 def _run() -> None:
     # A config mistake is reported as one message, not a traceback: ml_collections' misspelled override (a bare
-    # AttributeError), a config the workdir refuses, a config value the run rejects.
+    # AttributeError), a config the workdir refuses, a config value the run rejects. A fault of the environment
+    # (disk full, a checkpoint error) ends with one line saying what is kept and how to recover.
     from ranking_jax.run import ConfigChangedError
     try:
         app.run(main, argv=_json_configs(sys.argv))
@@ -94,10 +95,14 @@ def _run() -> None:
         raise
     except ConfigChangedError as e:
         sys.exit(f"error: {e}")
-    except ValueError as e:
-        if str(e).startswith("config."):
+    except Exception as e:
+        if isinstance(e, ValueError) and str(e).startswith("config."):
             sys.exit(f"config error: {e}")
-        raise
+        from ranking_jax import faults
+        summary = faults.summarize(e, pathlib.Path(_WORKDIR.value or "."))
+        if summary is None:
+            raise
+        faults.exit_with(summary)
 
 
 if __name__ == "__main__":

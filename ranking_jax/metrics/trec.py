@@ -103,31 +103,51 @@ def _trec_order(docs: Mapping[str, float]) -> list[str]:
     return sorted(by_docno, key=lambda d: -docs[d])  # stable: keeps doc-id-descending order within ties
 
 
-def _round_up(n: int, multiple: int = 64) -> int:
-    return max(multiple, -(-n // multiple) * multiple)
+def _bucket(n: int) -> int:
+    """A list length rounded up to 64 or to one of 2^k x {1, 1.25, 1.5, 1.75} (at most 25% padding), so that
+    evaluations of similar runs reuse a few compilations."""
+    if n <= 64:
+        return 64
+    step = 1 << (n.bit_length() - 3)  # a quarter of the power of two at or below n
+    return -(-n // step) * step
 
 
-def _dense(qrels: Qrels, run: Run, qids: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``[Q', L]`` scores (exact trec_eval ranks as descending floats, ``-inf`` = judged but not retrieved),
-    labels and validity mask; rows beyond ``len(qids)`` are padding."""
-    columns = []
-    for qid in qids:
-        docs = run.get(qid, {})
-        ranked = _trec_order(docs)
-        judged = qrels[qid]
-        unretrieved = [d for d in judged if d not in docs]
-        columns.append((ranked, unretrieved))
-    if max((len(r) for r, _ in columns), default=0) >= 2 ** 24:
-        raise ValueError("a query retrieves more than 2^24 documents; ranks would not be exact in float32")
-    # Shapes rounded up to multiples of 64 (padding is masked) so repeated evaluations reuse one compilation.
-    size = _round_up(max(len(r) + len(u) for r, u in columns))
-    shape = (_round_up(len(qids)), size)
-    scores = np.full(shape, -np.inf, np.float32)
-    labels = np.zeros(shape, np.float32)
-    where = np.zeros(shape, bool)
-    for q, (qid, (ranked, unretrieved)) in enumerate(zip(qids, columns)):
-        judged = qrels[qid]
-        n = len(ranked)
+def _chunks(lengths: Sequence[int], cells: int) -> list[tuple[list[int], int, int]]:
+    """Query positions grouped by :func:`_bucket` of their list length, split so that each group's padded
+    ``[rows, width]`` arrays hold at most ``cells`` entries (one query alone may exceed it): ``(positions, rows,
+    width)`` with ``rows`` a power of two. Memory is thus bounded by the run's size, not queries x longest list."""
+    groups: dict[int, list[int]] = {}
+    for position in sorted(range(len(lengths)), key=lambda i: lengths[i]):
+        groups.setdefault(_bucket(lengths[position]), []).append(position)
+    out = []
+    for width, positions in groups.items():
+        cap = 1 << max(0, (cells // width).bit_length() - 1)  # the largest power of two with cap * width <= cells
+        for start in range(0, len(positions), cap):
+            part = positions[start:start + cap]
+            out.append((part, min(cap, 1 << (len(part) - 1).bit_length()), width))
+    return out
+
+
+def _columns(qrels: Qrels, run: Run, qid: str) -> tuple[list[str], list[str]]:
+    """A query's retrieved documents in trec_eval order and its judged documents that were not retrieved."""
+    docs = run.get(qid, {})
+    ranked = _trec_order(docs)
+    if len(ranked) >= 2 ** 24:
+        raise ValueError(f"query {qid!r} retrieves {len(ranked)} documents, more than 2^24; ranks would not be exact "
+                         "in float32")
+    return ranked, [d for d in qrels[qid] if d not in docs]
+
+
+def _dense(qrels: Qrels, run: Run, qids: Sequence[str], rows: int, width: int
+           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``[rows, width]`` scores (exact trec_eval ranks as descending floats, ``-inf`` = judged but not retrieved),
+    labels and validity mask of ``qids``; rows beyond ``len(qids)`` are padding."""
+    scores = np.full((rows, width), -np.inf, np.float32)
+    labels = np.zeros((rows, width), np.float32)
+    where = np.zeros((rows, width), bool)
+    for q, qid in enumerate(qids):
+        ranked, unretrieved = _columns(qrels, run, qid)
+        judged, n = qrels[qid], len(ranked)
         scores[q, :n] = np.arange(n, 0, -1, dtype=np.float32)
         labels[q, : n + len(unretrieved)] = [judged.get(d, 0) for d in ranked] + [judged[d] for d in unretrieved]
         where[q, : n + len(unretrieved)] = True
@@ -155,16 +175,24 @@ def _per_query_values(scores, labels, where, measures: Sequence[Measure]) -> lis
     return [out[m] for m in measures]
 
 
-def evaluate_per_query(qrels: Qrels, run: Run, measures: Union[str, Iterable[str]]) -> dict[str, dict[str, float]]:
+_jitted_values = jax.jit(_per_query_values, static_argnums=3)
+
+
+def evaluate_per_query(qrels: Qrels, run: Run, measures: Union[str, Iterable[str]], *, cells: int = 2 ** 21
+                       ) -> dict[str, dict[str, float]]:
     """``{query_id: {measure: value}}`` over the judged queries (sorted by id), trec_eval semantics (module
-    docstring): a judged query missing from the run scores 0; a run query without judgments is skipped."""
+    docstring): a judged query missing from the run scores 0; a run query without judgments is skipped. Queries
+    are evaluated in groups of similar list length holding at most ``cells`` padded entries each."""
     parsed = parse_measures(measures)
     qids = sorted(qrels)
     if not qids:
         raise ValueError("evaluate: the qrels hold no judged query")
-    scores, labels, where = _dense(qrels, run, qids)
-    values = jax.jit(_per_query_values, static_argnums=3)(scores, labels, where, tuple(parsed))
-    values = np.asarray(values, np.float64)  # [measures, Q]
+    lengths = [len(run.get(q, ())) + sum(d not in run.get(q, ()) for d in qrels[q]) for q in qids]
+    values = np.zeros((len(parsed), len(qids)), np.float64)
+    for positions, rows, width in _chunks(lengths, cells):
+        arrays = _dense(qrels, run, [qids[i] for i in positions], rows, width)
+        chunk = np.asarray(_jitted_values(*arrays, tuple(parsed)), np.float64)  # [measures, rows]
+        values[:, positions] = chunk[:, :len(positions)]
     return {qid: {str(m): float(v) for m, v in zip(parsed, values[:, q])} for q, qid in enumerate(qids)}
 
 

@@ -2,6 +2,7 @@
 TREC qrels and runs (tests/helpers.py); measure names and their errors."""
 
 import ir_measures
+import numpy as np
 import pytest
 
 from helpers import random_trec_case
@@ -21,12 +22,14 @@ def _oracle(qrels, run, names):
     return out
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_evaluate_equals_ir_measures(seed):
+@pytest.mark.parametrize("seed, cells", [(0, 2 ** 21), (1, 2 ** 21), (2, 2 ** 21), (0, 64), (1, 200)])
+def test_evaluate_equals_ir_measures(seed, cells):
+    """Also with a budget of ``cells`` padded entries so small that every query (64) or a few (200) form a
+    group of their own."""
     qrels, run = random_trec_case(seed)
     ties = sum(len(v) - len(set(v.values())) for v in run.values())
     assert ties > 20
-    got = trec.evaluate_per_query(qrels, run, MEASURES + ["RR@3", "RR@10"])
+    got = trec.evaluate_per_query(qrels, run, MEASURES + ["RR@3", "RR@10"], cells=cells)
     want = _oracle(qrels, run, MEASURES)
     assert sorted(got) == sorted(want) == sorted(qrels)
     for qid in qrels:
@@ -82,3 +85,41 @@ def test_bad_measures(spec, message):
 def test_measure_names_are_canonical():
     assert [str(m) for m in trec.parse_measures("NDCG@10, MRR@10 MAP Precision@5 Recall@100 P(rel=2)@5")] == [
         "nDCG@10", "RR@10", "AP", "P@5", "R@100", "P(rel=2)@5"]
+
+
+def _long_lists(seed, lengths):
+    """Queries whose runs retrieve ``lengths`` documents (tied scores), judged on a random part of them plus a
+    few unretrieved documents."""
+    rng = np.random.default_rng(seed)
+    qrels, run = {}, {}
+    for q, n in enumerate(lengths):
+        docs = [f"d{i}" for i in range(n)]
+        run[f"q{q}"] = {d: float(np.round(rng.normal(), 1)) for d in docs}
+        judged = list(rng.choice(docs, size=min(n, 7), replace=False)) + [f"u{i}" for i in range(q % 3)]
+        qrels[f"q{q}"] = {d: int(r) for d, r in zip(judged, rng.choice([0, 1, 2], size=len(judged)))}
+    return qrels, run
+
+
+@pytest.mark.parametrize("cells", [2 ** 21, 256, 1])
+def test_lists_of_many_lengths_evaluate_in_bounded_groups(cells):
+    """Lists from 1 to 3,000 documents fall in several width buckets; any group budget gives ir-measures'
+    values."""
+    lengths = [1, 5, 63, 64, 65, 100, 129, 300, 301, 700, 3000, 2, 64, 80]
+    qrels, run = _long_lists(0, lengths)
+    names = ["nDCG", "nDCG@10", "AP", "P@5", "R@100", "RR"]
+    got, want = trec.evaluate_per_query(qrels, run, names, cells=cells), _oracle(qrels, run, names)
+    for qid in qrels:
+        for name in names:
+            assert got[qid][name] == pytest.approx(want[qid][name], abs=1e-6), (qid, name)
+
+
+def test_groups_cover_each_query_once_within_the_budget():
+    lengths = [1, 5, 63, 64, 65, 100, 129, 300, 301, 700, 3000, 2, 64, 80] * 20
+    for cells in (1, 64, 1000, 2 ** 12, 2 ** 21):
+        chunks = trec._chunks(lengths, cells)
+        assert sorted(p for positions, _, _ in chunks for p in positions) == list(range(len(lengths)))
+        for positions, rows, width in chunks:
+            assert len(positions) <= rows and rows & (rows - 1) == 0
+            assert all(lengths[p] <= width <= max(64, 1.25 * lengths[p]) for p in positions)
+            assert rows * width <= cells or rows == 1
+    assert [trec._bucket(n) for n in (1, 64, 65, 80, 81, 128, 129, 500_000)] == [64, 64, 80, 80, 96, 128, 160, 524_288]
