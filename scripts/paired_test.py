@@ -2,19 +2,18 @@
 
     python scripts/paired_test.py A.run.per_query.json B.run.per_query.json [--measure nDCG@10]
 
-Prints each run's mean and ``mean(A - B)``, t and p over the queries both files hold; refuses files whose
-query sets differ (a paired test over a subset would hide the queries one run lacks).
+Prints each run's mean and ``mean(A - B)``, t, p and the minimum detectable difference (power 0.8) over the
+queries both files hold (:func:`ranking_jax.stats.paired_t`); refuses files whose query sets differ (a paired test
+over a subset would hide the queries one run lacks).
 """
 
 import argparse
 import json
 import pathlib
-import sys
 
 import numpy as np
 
-sys.path.insert(0, str(pathlib.Path(__file__).parent))
-from reproduce import paired_test  # noqa: E402
+from ranking_jax.stats import paired_t
 
 
 def main(argv=None) -> dict:
@@ -32,8 +31,9 @@ def main(argv=None) -> dict:
         a, b = (np.array([r[q][args.measure] for q in queries]) for r in runs)
     except KeyError:
         raise SystemExit(f"--measure {args.measure!r} is not in both files; they hold {sorted(runs[0][queries[0]])}")
-    diff, t, p = paired_test(a, b)
-    out = {"queries": len(queries), "mean_a": float(a.mean()), "mean_b": float(b.mean()), "diff": diff, "t": t, "p": p}
+    test = paired_t(a, b)
+    out = {"queries": len(queries), "mean_a": float(a.mean()), "mean_b": float(b.mean()), "diff": test.diff,
+           "t": test.t, "p": test.p, "mde": test.mde}
     print(json.dumps(out, indent=2))
     return out
 

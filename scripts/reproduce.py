@@ -1,6 +1,6 @@
 """Reproduces a paper table: runs the configs declared in ``configs/tables/NAME.py`` over their seeds and writes
-``tables/NAME.md`` (the paper's numbers beside ours, the claims under test with paired significance tests, and
-whether each holds at this scale) and ``tables/NAME.png``.
+``tables/NAME.md`` (the paper's numbers beside ours, baseline rows, the claims tested with their verdicts),
+``tables/NAME.json`` (the same numbers for programs) and ``tables/NAME.png`` (:mod:`ranking_jax.report`).
 
     python scripts/reproduce.py --table listwise [--scale small|full] [--workdir workdirs/tables]
 
@@ -12,17 +12,17 @@ A table module defines ``get_table(scale) -> types.SimpleNamespace`` with
   of them, e.g. [0] for a deterministic baseline; run seed by seed, rows in order within a seed, so an
   interrupted reproduction holds whole seeds; "{ROW}" in a string override is ROW's workdir at the same seed,
   "{ROW@S}" at seed S), columns ([(label, summary key, higher_is_better)]), claims ([{"text", "better", "worse",
-  "column"[, "kind": "better" | "not_worse"]}]), paired: "seed" (a claim's two rows compared seed by seed) or
-  "query:RUNFILE" (per-query values written beside RUNFILE by its evaluator, averaged over the seeds, compared
-  query by query; a claim's own "paired" overrides it, e.g. one run file per target collection; optional unit:
-  what a query is, e.g. "prompts"); optional diagnostics ([(label, train scalar)], e.g. TRAM's "tram_d": per row,
-  the median and range over its runs' logged steps);
+  "column"[, "kind": "not_worse", "margin": m][, "effect": the paper's difference]}]), paired: "seed" or
+  "query:RUNFILE" (per-query values written beside RUNFILE by its evaluator; a claim's own "paired" overrides
+  it, e.g. one run file per target collection; optional unit: what a query is, e.g. "prompts"); optional
+  baselines, groups and published (see :mod:`ranking_jax.report`) and diagnostics ([(label, train scalar)], e.g.
+  TRAM's "tram_d": per row, the median and range over its runs' logged steps);
 
 and optionally ``prepare(scale)``, run first (e.g. to fetch data). Each (row, seed) run lives in
 ``WORKDIR/NAME/SCALE/ROW/seed-S``; a finished run of the same resolved config is reused, an unfinished one
-resumes from its checkpoint, so an interrupted reproduction continues where it stopped. The test is the paired
-t-test (scipy.stats.ttest_rel, two-sided); a "better" claim holds when the difference has the claimed sign and
-p < 0.05, a "not_worse" claim unless the difference is significantly against it.
+resumes from its checkpoint, so an interrupted reproduction continues where it stopped. Each claim is tested over
+queries and over seeds, Holm-adjusted across the table, with its minimum detectable effect; verdicts are
+``holds``, ``reversed`` or ``inconclusive`` (:mod:`ranking_jax.stats`).
 
 A table's hand-written notes (what is the same as the paper, what differs and why, each scale's budget, caveats)
 live in ``tables/NAME.notes.md`` (beside the table file for a table given as a path): text for both scales, then
@@ -34,21 +34,16 @@ script computes and writes all of those itself.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
 import pathlib
-import platform
 import re
 import string
 import sys
 import time
-from typing import Sequence
 
-import numpy as np
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-ALPHA = 0.05
 
 
 def load_table(name: str):
@@ -178,156 +173,6 @@ def run_cell(config, workdir: pathlib.Path) -> tuple[dict, bool]:
     return run.run_one(config, workdir, progress=False, allow_config_change=True), False
 
 
-def paired_test(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float]:
-    """``(mean(a - b), t, p)`` of the two-sided paired t-test (t = p = nan when all differences are equal)."""
-    from scipy import stats
-    diff = np.asarray(a, np.float64) - np.asarray(b, np.float64)
-    if len(diff) < 2 or np.allclose(diff, diff[0]):
-        return float(diff.mean()), float("nan"), float("nan")
-    t, p = stats.ttest_rel(a, b)
-    return float(diff.mean()), float(t), float(p)
-
-
-def verdict(diff: float, p: float, higher_is_better: bool, kind: str = "better") -> str:
-    """``kind`` "better": ``better`` beats ``worse`` significantly; "not_worse": it is not significantly worse."""
-    right = diff > 0 if higher_is_better else diff < 0
-    if kind == "not_worse":
-        return "holds (not significantly worse)" if right or not p < ALPHA else "does not hold (significantly worse)"
-    if right and p < ALPHA:
-        return "holds"
-    if right:
-        return "same direction, not significant"
-    if diff == 0 and np.isnan(p):
-        return "does not hold (equal in every pair)"
-    return "does not hold" + (" (significantly reversed)" if p < ALPHA else "")
-
-
-def per_query(workdirs: list[pathlib.Path], run_file: str, measure: str) -> dict[str, float]:
-    """``{query: value}`` of ``measure`` averaged over the runs (seeds) in ``workdirs``."""
-    from ranking_jax.evaluators import per_query_path
-    values: dict[str, list[float]] = {}
-    for w in workdirs:
-        for q, m in json.loads(per_query_path(w / run_file).read_text()).items():
-            values.setdefault(q, []).append(m[measure])
-    return {q: float(np.mean(v)) for q, v in values.items()}
-
-
-def evaluate_claims(table, results, workdirs) -> list[dict]:
-    columns = {label: (key, hib) for label, key, hib in table.columns}
-    out = []
-    for claim in table.claims:
-        key, hib = columns[claim["column"]]
-        better, worse = claim["better"], claim["worse"]
-        paired = claim.get("paired", table.paired)
-        if paired == "seed":
-            seeds = [s for s in results[better] if s in results[worse]]
-            a = np.array([results[better][s][key] for s in seeds])
-            b = np.array([results[worse][s][key] for s in seeds])
-            unit = f"{len(a)} seeds"
-        else:
-            run_file = paired.split(":", 1)[1]
-            measure = key.rsplit("/", 1)[-1]  # "<evaluator>/<measure>", evaluator names may nest
-            qa = per_query(list(workdirs[better].values()), run_file, measure)
-            qb = per_query(list(workdirs[worse].values()), run_file, measure)
-            queries = sorted(qa)
-            a, b = np.array([qa[q] for q in queries]), np.array([qb[q] for q in queries])
-            n = sorted({len(workdirs[better]), len(workdirs[worse])})
-            unit = f"{len(a)} {getattr(table, 'unit', 'queries')} (mean of {' and '.join(map(str, n))} seeds)"
-        diff, t, p = paired_test(a, b)
-        out.append(dict(claim, diff=diff, t=t, p=p, unit=unit,
-                        verdict=verdict(diff, p, hib, claim.get("kind", "better"))))
-    return out
-
-
-def diagnostics(table, workdirs) -> list[str]:
-    """Markdown table of ``table.diagnostics``: per row, median (min–max) of each train scalar over the logged
-    steps of all its runs ("—" where a row logs none)."""
-    from ranking_jax.writers import read_metrics
-    wanted = list(getattr(table, "diagnostics", []))
-    if not wanted:
-        return []
-    lines = ["", "## Training diagnostics (median, min–max over logged steps and seeds)", "",
-             "| row | " + " | ".join(label for label, _ in wanted) + " |", "|---|" + "---|" * len(wanted)]
-    for row, by_seed in workdirs.items():
-        logged = [r for w in by_seed.values() for r in read_metrics(w) if r["split"] == "train"]
-        cells = []
-        for _, key in wanted:
-            v = np.array([r[key] for r in logged if key in r])
-            cells.append(f"{_fmt(np.median(v))} ({_fmt(v.min())}–{_fmt(v.max())})" if len(v) else "—")
-        lines.append(f"| {row} | " + " | ".join(cells) + " |")
-    return lines
-
-
-def _fmt(x: float) -> str:
-    return "—" if not np.isfinite(x) else (f"{x:.2g}" if abs(x) < 1e-3 and x != 0 else f"{x:.4f}")
-
-
-def markdown(table, name: str, scale: str, results, claims, *, wall_s: float, run_s: float, reused: int,
-             diag: Sequence[str] = ()) -> str:
-    seeds = list(table.seeds)
-    n_runs = sum(len(by_seed) for by_seed in results.values())
-    lines = [f"# {table.title}", "",
-             f"`python scripts/reproduce.py --table {name} --scale {scale}` · scale **{scale}** · "
-             f"{datetime.date.today().isoformat()} · wall time {wall_s / 60:.1f} min for this invocation "
-             f"({n_runs - reused} of {n_runs} runs executed; the {n_runs} runs' own times sum to {run_s / 60:.1f} "
-             f"min) · {os.cpu_count()} CPU cores, {platform.machine()}, Python {platform.python_version()}", "",
-             "## Claims under test", ""]
-    lines += [f"- {c['text']}" for c in table.claims]
-    lines += ["", "## Published numbers", "", table.paper.strip(), "",
-              f"## Ours ({scale} scale): mean ± std over seeds {seeds} (a row's own seeds where it names them)",
-              "",
-              "| row | " + " | ".join(f"{label} {'↑' if hib else '↓'}" for label, _, hib in table.columns) + " |",
-              "|---|" + "---|" * len(table.columns)]
-    for row in table.rows:
-        cells = []
-        for _, key, _ in table.columns:
-            v = np.array([m[key] for m in results[row].values()])
-            cells.append(f"{v.mean():.4f} ± {v.std(ddof=1) if len(v) > 1 else 0.0:.4f}")
-        lines.append(f"| {row} | " + " | ".join(cells) + " |")
-    label, key, _ = table.columns[0]
-    lines += ["", f"Per seed, {label}:", "", "| row | " + " | ".join(f"seed {s}" for s in seeds) + " |",
-              "|---|" + "---|" * len(seeds)]
-    lines += [f"| {row} | " + " | ".join(f"{results[row][s][key]:.4f}" if s in results[row] else "—" for s in seeds)
-              + " |" for row in table.rows]
-    lines += list(diag)
-    lines += ["", f"## Paired tests (two-sided paired t-test, α = {ALPHA})", "",
-              "| claim | better | worse | metric | mean difference | t | p | paired over | verdict |",
-              "|---|---|---|---|---|---|---|---|---|"]
-    lines += [f"| {c['text']} | {c['better']} | {c['worse']} | {c['column']} | {_fmt(c['diff'])} | {_fmt(c['t'])} | "
-              f"{_fmt(c['p'])} | {c['unit']} | **{c['verdict']}** |" for c in claims]
-    held = [c for c in claims if c["verdict"].startswith("holds")]
-    lines += ["", "## What reproduces, what does not, and why", "",
-              f"{len(held)} of {len(claims)} claims hold at this scale."]
-    lines += [f"- {c['text']} ({c['better']} vs {c['worse']}, {c['column']}): {c['verdict']}, "
-              f"difference {_fmt(c['diff'])}, p = {_fmt(c['p'])}." for c in claims]
-    lines += ["", table.notes.strip(), ""]
-    return "\n".join(lines)
-
-
-def plot(table, results, path: pathlib.Path) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    rows = list(table.rows)
-    fig, axes = plt.subplots(1, len(table.columns), figsize=(4 + 0.45 * len(rows) * len(table.columns), 4.2),
-                             squeeze=False)
-    for ax, (label, key, hib) in zip(axes[0], table.columns):
-        values = [np.array([m[key] for m in results[r].values()]) for r in rows]
-        x = np.arange(len(rows))
-        ax.bar(x, [v.mean() for v in values], yerr=[v.std(ddof=1) if len(v) > 1 else 0.0 for v in values],
-               color="#8fb3d9", capsize=3)
-        for i, v in enumerate(values):
-            ax.plot(np.full(len(v), i), v, "k.", ms=3)
-        lo, hi = min(v.min() for v in values), max(v.max() for v in values)
-        ax.set_ylim(lo - 0.15 * (hi - lo + 1e-9), hi + 0.15 * (hi - lo + 1e-9))
-        ax.set_xticks(x, rows, rotation=60, ha="right", fontsize=8)
-        ax.set_title(f"{label} ({'higher' if hib else 'lower'} is better)", fontsize=9)
-    fig.suptitle(table.title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--table", required=True, help="NAME of configs/tables/NAME.py, or a table file path")
@@ -362,13 +207,15 @@ def main(argv=None) -> int:
         print(f"[{name}] {row} seed {seed}: "
               + ", ".join(f"{label} {summary['eval_after'][key]:.4f}" for label, key, _ in table.columns)
               + (" (reused)" if was_reused else f" ({summary['timing']['total_s']:.0f} s)"), flush=True)
-    claims = evaluate_claims(table, results, workdirs)
+    from ranking_jax import report
+    claims = report.evaluate_claims(table, results, workdirs)
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    text = markdown(table, name, args.scale, results, claims, wall_s=time.perf_counter() - t0, run_s=run_s,
-                    reused=reused, diag=diagnostics(table, workdirs))
+    text = report.markdown(table, name, args.scale, results, claims, wall_s=time.perf_counter() - t0, run_s=run_s,
+                           reused=reused, diag=report.diagnostics(table, workdirs))
     (out / f"{name}.md").write_text(text)
-    plot(table, results, out / f"{name}.png")
+    (out / f"{name}.json").write_text(json.dumps(report.table_json(table, results, claims), indent=1) + "\n")
+    report.plot(table, results, out / f"{name}.png")
     print(text)
     return 0
 

@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 from scipy import stats
+from statsmodels.stats.power import TTestPower
 
 from helpers import ROOT
 from ranking_jax import main
@@ -24,6 +25,9 @@ def test_matches_scipy(tmp_path, capsys):
     t, p = stats.ttest_rel(a, b)
     assert out["queries"] == 30 and out["diff"] == pytest.approx(float(np.mean(a - b)))
     assert out["t"] == pytest.approx(t) and out["p"] == pytest.approx(p)
+    d = a - b  # the minimum detectable difference, from statsmodels' power solver
+    assert out["mde"] == pytest.approx(TTestPower().solve_power(nobs=30, alpha=0.05, power=0.8) * d.std(ddof=1),
+                                       rel=1e-6)
     assert json.loads(capsys.readouterr().out)["p"] == pytest.approx(p)
 
 

@@ -1,6 +1,7 @@
-"""scripts/reproduce.py: paired tests against a NumPy/t-distribution derivation, a two-row table end to end
-(per-seed values from the runs' summaries, the query-paired test recomputed from the per-query files, reuse), and
-the tables' hand-written notes files (rendered per scale, free of measured results)."""
+"""scripts/reproduce.py with ranking_jax.report: a three-row table end to end (per-seed values from the runs' summaries;
+the claims' query and seed tests, Holm-adjusted p, MDE and verdicts recomputed with scipy and statsmodels from the
+per-query files; NAME.json; reuse), and the tables' hand-written notes files (rendered per scale, free of measured
+results)."""
 
 import json
 import math
@@ -9,37 +10,13 @@ import re
 import numpy as np
 import pytest
 from scipy import stats
+from statsmodels.stats.multitest import multipletests
+from statsmodels.stats.power import TTestPower
 
 from helpers import ROOT, metric_rows, write_svmlight
-from ranking_jax import main
+from ranking_jax import main, report
 
 reproduce = main.load_module(ROOT / "scripts" / "reproduce.py")
-
-
-def test_paired_test_matches_hand_derivation():
-    a = np.array([0.61, 0.55, 0.70, 0.64, 0.58])
-    b = np.array([0.57, 0.56, 0.62, 0.60, 0.51])
-    d = a - b
-    t = d.mean() / (d.std(ddof=1) / math.sqrt(len(d)))
-    p = 2 * stats.t.sf(abs(t), df=len(d) - 1)
-    diff, t_ours, p_ours = reproduce.paired_test(a, b)
-    assert diff == pytest.approx(0.044, abs=1e-12)  # (0.04 - 0.01 + 0.08 + 0.04 + 0.07) / 5
-    assert t_ours == pytest.approx(t, rel=1e-12) and p_ours == pytest.approx(p, rel=1e-10)
-    assert math.isnan(reproduce.paired_test(a, a - 0.01)[2])  # constant differences: no test
-
-
-@pytest.mark.parametrize("diff,p,hib,kind,expected", [
-    (0.1, 0.01, True, "better", "holds"),
-    (0.1, 0.20, True, "better", "same direction, not significant"),
-    (-0.1, 0.20, True, "better", "does not hold"),
-    (-0.1, 0.01, True, "better", "does not hold (significantly reversed)"),
-    (-0.1, 0.01, False, "better", "holds"),  # lower is better (OPIS)
-    (-0.1, 0.20, True, "not_worse", "holds (not significantly worse)"),
-    (-0.1, 0.01, True, "not_worse", "does not hold (significantly worse)"),
-    (0.0, float("nan"), True, "better", "does not hold (equal in every pair)"),  # paired_test: all differences 0
-])
-def test_verdicts(diff, p, hib, kind, expected):
-    assert reproduce.verdict(diff, p, hib, kind) == expected
 
 
 TABLE = '''
@@ -56,7 +33,11 @@ def get_table(scale="small"):
         title="test table", paper="| a | b |", notes_values={{"steps": 20}}, seeds=[0, 1], rows=rows,
         columns=[("nDCG@10", "rerank/nDCG@10", True), ("nDCG@5", "rerank/nDCG@5", True)],
         paired="query:rerank.run", diagnostics=[("train loss", "loss"), ("missing", "no_such_scalar")],
-        claims=[{{"text": "softmax beats ranknet", "better": "softmax", "worse": "ranknet", "column": "nDCG@10"}},
+        baselines=["short"], published={{"softmax": {{"nDCG@10": 0.5}}}},
+        claims=[{{"text": "softmax beats ranknet", "better": "softmax", "worse": "ranknet", "column": "nDCG@10",
+                  "effect": 0.01}},
+                {{"text": "ranknet not worse than softmax", "better": "ranknet", "worse": "softmax",
+                  "column": "nDCG@10", "kind": "not_worse", "margin": 0.02}},
                 {{"text": "softmax beats short", "better": "softmax", "worse": "short", "column": "nDCG@5",
                   "paired": "seed"}}])
 '''
@@ -91,25 +72,53 @@ def test_table_end_to_end(tmp_path, capsys):
 
     a, b = per_query("softmax"), per_query("ranknet")
     assert len(a) == 10
-    t, p = stats.ttest_rel(a, b)
+    out = json.loads((tmp_path / "tables" / "mini.json").read_text())
+    assert out["baselines"] == ["short"]
+    assert out["rows"]["softmax"]["nDCG@10"]["per_seed"] == {str(s): per_seed["softmax", s]["rerank/nDCG@10"]
+                                                             for s in (0, 1)}
+    claims = {c["claim"]: c for c in out["claims"]}
+    # the oracle: scipy's paired t-tests over queries and over seeds, statsmodels' Holm and power solver
+    seed_a = [per_seed["softmax", s]["rerank/nDCG@10"] for s in (0, 1)]
+    seed_b = [per_seed["ranknet", s]["rerank/nDCG@10"] for s in (0, 1)]
+    beats = claims["softmax beats ranknet"]
+    assert beats["p_query"] == pytest.approx(stats.ttest_rel(a, b).pvalue, rel=1e-9)
+    assert beats["p_seed"] == pytest.approx(stats.ttest_rel(seed_a, seed_b).pvalue, rel=1e-9)
+    assert beats["p"] == max(beats["p_query"], beats["p_seed"]) and beats["diff"] == pytest.approx(np.mean(a - b))
+    assert (beats["n_queries"], beats["n_seeds"], beats["effect"]) == (10, 2, 0.01)
+    power = TTestPower()
+    assert beats["mde"] == pytest.approx(max(
+        power.solve_power(nobs=10, alpha=0.05, power=0.8) * np.std(a - b, ddof=1),
+        power.solve_power(nobs=2, alpha=0.05, power=0.8) * np.std(np.subtract(seed_a, seed_b), ddof=1)), rel=1e-6)
+    # non-inferiority: ranknet - softmax + 0.02 tested against 0
+    worse = claims["ranknet not worse than softmax"]
+    assert worse["p_query"] == pytest.approx(stats.ttest_1samp(b - a, -0.02).pvalue, rel=1e-9)
+    # a row run at one seed (short) pairs with both seeds of the other: a one-sample test
+    short5 = json.loads((runs / "short" / "seed-1" / "summary.json").read_text())["eval_after"]["rerank/nDCG@5"]
+    vs_short = claims["softmax beats short"]
+    assert vs_short["p_query"] is None and vs_short["n_seeds"] == 2
+    assert vs_short["p"] == pytest.approx(stats.ttest_1samp(
+        [per_seed["softmax", s]["rerank/nDCG@5"] for s in (0, 1)], short5).pvalue, rel=1e-9)
+    ps = [claims[c]["p"] for c in ("softmax beats ranknet", "ranknet not worse than softmax", "softmax beats short")]
+    finite = [i for i, p in enumerate(ps) if np.isfinite(p)]
+    holm = multipletests([ps[i] for i in finite], method="holm")[1]
+    for i, adjusted in zip(finite, holm):
+        c = out["claims"][i]
+        assert c["p_holm"] == pytest.approx(adjusted, rel=1e-9)
+        gain = c["diff"] + c["margin"]
+        assert c["verdict"] == ("inconclusive" if adjusted >= 0.05 else "holds" if gain > 0 else "reversed")
     line = next(line for line in md.splitlines() if line.startswith("| softmax beats ranknet |"))
-    assert f"| {reproduce._fmt(float(np.mean(a - b)))} | {reproduce._fmt(float(t))} | {reproduce._fmt(float(p))} |" \
-        in line
-    assert "10 queries (mean of 2 seeds)" in line
-    # a row with its own seeds: run once, "—" for the other seed; a claim paired over the seeds both rows ran
+    assert f"| {report._fmt(beats['p_holm'])} | {report._fmt(beats['mde'])} | 0.0100 | 10 × 2 | " in line
+    assert f"**{beats['verdict']}**" in line
+    # a row with its own seeds: run once, "—" for the other seed; marked as a baseline
     short = json.loads((runs / "short" / "seed-1" / "summary.json").read_text())["eval_after"]["rerank/nDCG@10"]
     assert not (runs / "short" / "seed-0").exists()
-    assert f"| short | — | {short:.4f} |" in md
-    line = next(line for line in md.splitlines() if line.startswith("| softmax beats short |"))
-    diff = per_seed["softmax", 1]["rerank/nDCG@5"] - json.loads(
-        (runs / "short" / "seed-1" / "summary.json").read_text())["eval_after"]["rerank/nDCG@5"]
-    assert f"| {reproduce._fmt(diff)} | — | — | 1 seeds |" in line
+    assert f"| short | — | {short:.4f} |" in md and "| *short* (baseline) |" in md
 
     # diagnostics: the median (min–max) of the logged train loss over both seeds' steps
     losses = np.array([r["loss"] for s in (0, 1) for r in metric_rows(runs / "softmax" / f"seed-{s}", "train")])
     assert len(losses) == 40
-    assert (f"| softmax | {reproduce._fmt(np.median(losses))} ({reproduce._fmt(losses.min())}–"
-            f"{reproduce._fmt(losses.max())}) | — |") in md
+    assert (f"| softmax | {report._fmt(np.median(losses))} ({report._fmt(losses.min())}–"
+            f"{report._fmt(losses.max())}) | — |") in md
 
     capsys.readouterr()
     assert reproduce.main(args) == 0  # a second invocation reuses all five runs
