@@ -28,7 +28,7 @@ from ranking_jax.metrics import trec
 from ranking_jax.registry import register
 
 __all__ = ["RerankEvaluator", "DenseRerankEvaluator", "RetrievalEvaluator", "EmbeddingEvaluator",
-           "PreferenceEvaluator", "PolicyEvaluator", "evaluate_run", "per_query_path", "score_triples"]
+           "PreferenceEvaluator", "PolicyEvaluator", "evaluate_baselines", "evaluate_run", "per_query_path", "score_triples"]
 
 log = logging.getLogger(__name__)
 Batches = Sequence[Mapping[str, np.ndarray]]  # e.g. a data.Pipeline: len() and [i]
@@ -106,6 +106,29 @@ def evaluate_run(run: Mapping[str, Mapping[str, float]], *, qrels: Mapping[str, 
     """Means of ``measures`` over the judged queries of a fixed run (e.g. a first stage's), written like the
     evaluators' runs."""
     return _finish_run(run_path, run, trec.evaluate_per_query(qrels, run, measures), tag=tag)
+
+
+def evaluate_baselines(candidates: Mapping[str, Mapping[str, float]], *, qrels: Mapping[str, Mapping[str, int]],
+                       measures: Union[str, Sequence[str]], seed: int, directory: Union[str, pathlib.Path],
+                       prefix: str = "", first_stage: bool = True) -> dict[str, dict[str, float]]:
+    """The runs that bracket a re-ranker of ``candidates`` ``{query: {doc: first-stage score}}``, each evaluated
+    and written to ``directory/[PREFIX_]KIND.run``: ``first_stage`` (its own order; when ``first_stage``),
+    ``random`` (a uniform permutation of each list, drawn from ``seed``) and ``oracle`` (the best possible
+    re-order: by judged relevance, ties in first-stage order)."""
+    rng = np.random.default_rng(seed)
+    runs: dict[str, dict] = {"first_stage": {}, "random": {}, "oracle": {}}
+    for qid in sorted(candidates):
+        docs = formats.ranked(candidates[qid])
+        n, judged = len(docs), qrels.get(qid, {})
+        runs["first_stage"][qid] = dict(candidates[qid])
+        runs["random"][qid] = dict(zip(docs, map(float, rng.permutation(n))))
+        runs["oracle"][qid] = {d: float(max(judged.get(d, 0), 0) * (n + 1) + n - i) for i, d in enumerate(docs)}
+    if not first_stage:
+        del runs["first_stage"]
+    name = prefix.replace("/", "_")
+    return {f"{prefix}{kind}": evaluate_run(run, qrels=qrels, measures=measures, tag=kind,
+                                            run_path=pathlib.Path(directory) / f"{name}{kind}.run")
+            for kind, run in runs.items()}
 
 
 class _RunEvaluator:

@@ -6,7 +6,7 @@ A table (``configs/tables/NAME.py``'s namespace) gives ``rows``, ``columns`` ``[
 higher_is_better)]``, ``claims`` (``{"text", "better", "worse", "column"[, "kind": "not_worse", "margin": m]
 [, "effect": the paper's difference][, "paired"]}``), ``paired`` ("seed" or "query:RUNFILE"), and optionally
 ``baselines`` (rows that bracket the effect: a first stage's own order, a random or the best possible re-order,
-the untrained model), ``groups`` ``{label: [rows]}`` (how the plot groups the factor compared) and ``published``
+the untrained model; rows ``{"baseline_of": ROW, "baseline": NAME}`` are baselines too), ``groups`` ``{label: [rows]}`` (how the plot groups the factor compared) and ``published``
 ``{row: {column label: value}}`` (the paper's comparable numbers, drawn beside ours).
 """
 
@@ -25,6 +25,33 @@ from ranking_jax import stats
 
 Results = Mapping[str, Mapping[int, Mapping[str, float]]]  # row -> seed -> summary key -> value
 Workdirs = Mapping[str, Mapping[int, pathlib.Path]]
+
+
+def baseline_rows(table) -> list[str]:
+    """The rows that bracket the effects: those the table declares and those read from a run's baselines."""
+    declared = list(getattr(table, "baselines", []))
+    return declared + [r for r, spec in table.rows.items() if "baseline_of" in spec and r not in declared]
+
+
+def baseline_values(summary: Mapping, name: str, keys: Sequence[str]) -> dict[str, float]:
+    """A run's baseline ``name`` under the table's column keys: ``[PREFIX/]EVALUATOR/MEASURE`` reads
+    ``summary["baselines"]["[PREFIX/]name"][MEASURE]`` (the baselines re-order the evaluator's candidates)."""
+    out = {}
+    for key in keys:
+        *prefix, _, measure = key.split("/")
+        value = summary.get("baselines", {}).get("/".join([*prefix, name]), {}).get(measure)
+        if value is not None:
+            out[key] = value
+    return out
+
+
+def _run_file(table, row: str, run_file: str) -> str:
+    """``[PREFIX_]EVALUATOR.run`` -> ``[PREFIX_]NAME.run`` for a row read from a run's baseline NAME."""
+    name = table.rows[row].get("baseline")
+    if not name:
+        return run_file
+    stem = run_file[:-len(".run")]
+    return (f"{stem.rsplit('_', 1)[0]}_" if "_" in stem else "") + f"{name}.run"
 
 
 def per_query(workdirs: Sequence[pathlib.Path], run_file: str, measure: str) -> dict[str, float]:
@@ -54,7 +81,8 @@ def evaluate_claims(table, results: Results, workdirs: Workdirs) -> list[dict]:
         queries = [None, None]
         if paired != "seed":
             run_file, measure = paired.split(":", 1)[1], key.rsplit("/", 1)[-1]  # "<evaluator>/<measure>"
-            queries = [per_query(list(workdirs[row].values()), run_file, measure) for row in (better, worse)]
+            queries = [per_query(list(workdirs[row].values()), _run_file(table, row, run_file), measure)
+                       for row in (better, worse)]
         c = stats.compare(*seeds, *queries, higher_is_better=hib, margin=margin)
         out.append({"claim": claim["text"], "better": better, "worse": worse, "metric": claim["column"],
                      "kind": claim.get("kind", "better"), "margin": margin, "effect": claim.get("effect"),
@@ -77,7 +105,7 @@ def table_json(table, results: Results, claims: Sequence[dict]) -> dict:
             v = np.array([by_seed[s][key] for s in sorted(by_seed)])
             rows[row][label] = {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0,
                                 "per_seed": {str(s): float(by_seed[s][key]) for s in sorted(by_seed)}}
-    return {"rows": rows, "baselines": list(getattr(table, "baselines", [])), "claims": [dict(c) for c in claims]}
+    return {"rows": rows, "baselines": baseline_rows(table), "claims": [dict(c) for c in claims]}
 
 
 def _fmt(x) -> str:
@@ -96,6 +124,8 @@ def diagnostics(table, workdirs: Workdirs) -> list[str]:
     lines = ["", "## Training diagnostics (median, min–max over logged steps and seeds)", "",
              "| row | " + " | ".join(label for label, _ in wanted) + " |", "|---|" + "---|" * len(wanted)]
     for row, by_seed in workdirs.items():
+        if "baseline_of" in table.rows[row]:
+            continue  # its runs are another row's
         logged = [r for w in by_seed.values() for r in read_metrics(w) if r["split"] == "train"]
         cells = []
         for _, key in wanted:
@@ -108,8 +138,8 @@ def diagnostics(table, workdirs: Workdirs) -> list[str]:
 def markdown(table, name: str, scale: str, results: Results, claims: Sequence[dict], *, wall_s: float,
              run_s: float, reused: int, diag: Sequence[str] = ()) -> str:
     seeds = list(table.seeds)
-    baselines = set(getattr(table, "baselines", []))
-    n_runs = sum(len(by_seed) for by_seed in results.values())
+    baselines = set(baseline_rows(table))
+    n_runs = sum(len(by_seed) for row, by_seed in results.items() if "baseline_of" not in table.rows[row])
     lines = [f"# {table.title}", "",
              f"`python scripts/reproduce.py --table {name} --scale {scale}` · scale **{scale}** · "
              f"{datetime.date.today().isoformat()} · wall time {wall_s / 60:.1f} min for this invocation "
@@ -162,7 +192,7 @@ def plot(table, results: Results, path: pathlib.Path) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    baselines = [r for r in getattr(table, "baselines", []) if r in results]
+    baselines = [r for r in baseline_rows(table) if r in results]
     groups = dict(getattr(table, "groups", {})) or {r: [r] for r in table.rows if r not in baselines}
     published = getattr(table, "published", {})
     slots = [(g, r) for g, rows in groups.items() for r in rows]
@@ -183,7 +213,8 @@ def plot(table, results: Results, path: pathlib.Path) -> None:
             value = np.mean([m[key] for m in results[row].values()])
             ax.axhline(value, ls="--", lw=1, color="0.35")
             ax.annotate(row, (x[-1] + 0.5, value), fontsize=7, va="center", color="0.25", annotation_clip=False)
-        flat = np.concatenate(values + [[np.mean([m[key] for m in results[r].values()]) for r in baselines]])
+        flat = np.concatenate(values + [[np.mean([m[key] for m in results[r].values()]) for r in baselines]]
+                              + [[published[r][label] for _, r in slots if label in published.get(r, {})]])
         lo, hi = flat.min(), flat.max()
         ax.set_ylim(lo - 0.1 * (hi - lo + 1e-9), hi + 0.1 * (hi - lo + 1e-9))
         ax.set_xticks(x, [r for _, r in slots], rotation=60, ha="right", fontsize=7)

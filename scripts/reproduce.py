@@ -14,7 +14,9 @@ A table module defines ``get_table(scale) -> types.SimpleNamespace`` with
   "{ROW@S}" at seed S), columns ([(label, summary key, higher_is_better)]), claims ([{"text", "better", "worse",
   "column"[, "kind": "not_worse", "margin": m][, "effect": the paper's difference]}]), paired: "seed" or
   "query:RUNFILE" (per-query values written beside RUNFILE by its evaluator; a claim's own "paired" overrides
-  it, e.g. one run file per target collection; optional unit: what a query is, e.g. "prompts"); optional
+  it, e.g. one run file per target collection; optional unit: what a query is, e.g. "prompts"); a row
+  {"baseline_of": ROW, "baseline": NAME} runs nothing: it reads ROW's runs' baseline NAME (e.g. "first_stage",
+  "random", "oracle": ranking_jax.tasks.text_ranking.reorders) in place of their evaluators; optional
   baselines, groups and published (see :mod:`ranking_jax.report`) and diagnostics ([(label, train scalar)], e.g.
   TRAM's "tram_d": per row, the median and range over its runs' logged steps);
 
@@ -109,7 +111,7 @@ def placeholders(workdirs: dict[str, dict[int, pathlib.Path]], seed: int) -> dic
 def cell_order(table, workdirs: dict[str, dict[int, pathlib.Path]]) -> list[tuple[str, int]]:
     """Every ``(row, seed)`` run, seed by seed in declaration order (so an interrupted reproduction holds whole
     seeds), except that the runs a run's overrides name (``{ROW}`` / ``{ROW@S}``) come just before it."""
-    cells = [(row, seed) for seed in table.seeds for row in table.rows if seed in workdirs[row]]
+    cells = [(row, seed) for seed in table.seeds for row in table.rows if seed in workdirs.get(row, ())]
     order, visiting = [], set()
 
     def visit(row, seed):
@@ -191,23 +193,33 @@ def main(argv=None) -> int:
         module.prepare(args.scale)
     t0 = time.perf_counter()
     root = pathlib.Path(args.workdir) / name / args.scale
-    workdirs = {r: {s: root / r / f"seed-{s}" for s in row_seeds(table, r)} for r in table.rows}
+    from ranking_jax import report
+    derived = {r: spec for r, spec in table.rows.items() if "baseline_of" in spec}
+    workdirs = {r: {s: root / r / f"seed-{s}" for s in row_seeds(table, r)} for r in table.rows if r not in derived}
+    for r, spec in derived.items():
+        if spec["baseline_of"] not in workdirs:
+            raise SystemExit(f"table row {r!r}: baseline_of {spec['baseline_of']!r} is not a row that runs")
+        workdirs[r] = workdirs[spec["baseline_of"]]
     results: dict[str, dict[int, dict]] = {}
     run_s, reused = 0.0, 0
-    for row, seed in cell_order(table, workdirs):
+    for row, seed in cell_order(table, {r: w for r, w in workdirs.items() if r not in derived}):
         workdir = workdirs[row][seed]
         summary, was_reused = run_cell(resolve(table, row, seed, placeholders(workdirs, seed)), workdir)
-        missing = [key for _, key, _ in table.columns if key not in summary.get("eval_after", {})]
-        if missing:
-            raise SystemExit(f"{workdir}/summary.json has no {missing}; its eval_after holds "
-                             f"{sorted(summary.get('eval_after', {}))}: fix the table's columns")
-        results.setdefault(row, {})[seed] = summary["eval_after"]
+        views = {row: summary.get("eval_after", {})}
+        views.update({r: report.baseline_values(summary, spec["baseline"], [k for _, k, _ in table.columns])
+                      for r, spec in derived.items() if spec["baseline_of"] == row})
+        for view_row, values in views.items():
+            missing = [key for _, key, _ in table.columns if key not in values]
+            if missing:
+                raise SystemExit(f"{workdir}/summary.json has no {missing} for row {view_row!r}; it holds "
+                                 f"{sorted(values)} (eval_after) and baselines {sorted(summary.get('baselines', {}))}:"
+                                 " fix the table's columns or the row's baseline")
+            results.setdefault(view_row, {})[seed] = values
         run_s += summary["timing"]["total_s"]
         reused += was_reused
         print(f"[{name}] {row} seed {seed}: "
               + ", ".join(f"{label} {summary['eval_after'][key]:.4f}" for label, key, _ in table.columns)
               + (" (reused)" if was_reused else f" ({summary['timing']['total_s']:.0f} s)"), flush=True)
-    from ranking_jax import report
     claims = report.evaluate_claims(table, results, workdirs)
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

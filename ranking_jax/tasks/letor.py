@@ -1,5 +1,6 @@
 """Learning to rank over feature vectors (SVMlight/LETOR files, ``letor`` builder): per-query normalized
-features, sampled training lists, re-ranking evaluation of every test list."""
+features, sampled training lists, re-ranking evaluation of every test list beside a random and the best possible
+re-order of it (the baselines)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import pathlib
 
 from ranking_jax import data as data_lib
 from ranking_jax import registry
+from ranking_jax.evaluators import evaluate_baselines
 from ranking_jax.tasks import Context, Task
 from ranking_jax.tasks.cache import prepared
 
@@ -35,4 +37,8 @@ def letor(config, objective, ctx: Context) -> Task:
     evaluators = {"rerank": registry.lookup("evaluators.rerank")(
         batches, query_ids=query_ids, doc_id=lambda q, doc: f"{q}-{doc}", qrels=qrels,
         measures=config.evals.measures, mesh=ctx.mesh, rules=ctx.rules, run_path=ctx.workdir / "rerank.run")}
-    return Task(train_data, evaluators, model_updates={"num_features": int(train_records[0]["features"].shape[-1])})
+    in_file_order = {q: {doc: -float(i) for i, doc in enumerate(docs)} for q, docs in qrels.items()}
+    baselines = evaluate_baselines(in_file_order, qrels=qrels, measures=config.evals.measures, seed=config.seed,
+                                   directory=ctx.workdir, first_stage=False)
+    return Task(train_data, evaluators, baselines,
+                model_updates={"num_features": int(train_records[0]["features"].shape[-1])})

@@ -13,7 +13,7 @@ import numpy as np
 
 from ranking_jax import data as data_lib
 from ranking_jax import registry
-from ranking_jax.evaluators import evaluate_run
+from ranking_jax.evaluators import evaluate_baselines
 from ranking_jax.tasks import Context, Task
 from ranking_jax.tasks.cache import cached, prepared
 from ranking_jax.models._common import resolve_pretrained
@@ -101,17 +101,17 @@ def evaluation(config, ctx: Context, c: Collection, eval_qrels: dict, tokenizer,
                ) -> tuple[dict, dict]:
     """``(evaluators, baselines)`` on the judged queries ``eval_qrels``: re-ranking of the first stage's top
     ``eval_depth`` (a bi-encoder from embeddings, each text encoded once) and, for bi-encoders, dense retrieval;
-    the baseline is the first stage's own ranking of the same candidates. Names start with ``prefix``."""
+    the baselines re-order the same candidates (:func:`ranking_jax.evaluators.evaluate_baselines`). Names start with ``prefix``."""
     d, family = config.data, config.model.name
     qrels = _qrels_by_id(c, eval_qrels)
     eval_cands = {q: rows for q, rows in c.ranked(d.eval_depth).items() if q in eval_qrels}
     common = dict(qrels=qrels, measures=config.evals.measures, mesh=ctx.mesh, rules=ctx.rules)
     name = prefix.replace("/", "_")
-    first_run = {c.query_ids[q]: {c.doc_ids[int(r)]: float(s) for r, s in zip(rows[:d.eval_depth], sc)}
-                 for q, (rows, sc) in c.candidates.items() if q in eval_qrels}
-    baselines = {f"{prefix}first_stage": evaluate_run(first_run, qrels=qrels, measures=config.evals.measures,
-                                                      run_path=ctx.workdir / f"{name}first_stage.run",
-                                                      tag="first_stage")}
+    first_stage = {c.query_ids[q]: dict(zip((c.doc_ids[int(r)] for r in rows[:d.eval_depth]),
+                                            map(float, scores[:d.eval_depth])))
+                   for q, (rows, scores) in c.candidates.items() if q in eval_qrels}
+    baselines = evaluate_baselines(first_stage, qrels=qrels, measures=config.evals.measures, seed=config.seed,
+                                   directory=ctx.workdir, prefix=prefix)
     if family != "bi_encoder":
         records = data_lib.eval_lists(eval_qrels, eval_cands, list_size=d.eval_list_size)
         batches = data_lib.text_pipeline(records, family=family, queries=c.query_table, corpus=c.corpus,

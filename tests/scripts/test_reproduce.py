@@ -29,6 +29,8 @@ def get_table(scale="small"):
              for name, loss in (("softmax", "losses.softmax_loss"), ("ranknet", "losses.pairwise_logistic_loss"))}}
     rows["short"] = dict(rows["softmax"], seeds=[1])
     rows["short"]["overrides"] = dict(rows["softmax"]["overrides"], **{{"train.num_steps": 5}})
+    rows["random"] = {{"baseline_of": "softmax", "baseline": "random"}}
+    rows["oracle"] = {{"baseline_of": "softmax", "baseline": "oracle"}}
     return types.SimpleNamespace(
         title="test table", paper="| a | b |", notes_values={{"steps": 20}}, seeds=[0, 1], rows=rows,
         columns=[("nDCG@10", "rerank/nDCG@10", True), ("nDCG@5", "rerank/nDCG@5", True)],
@@ -39,7 +41,8 @@ def get_table(scale="small"):
                 {{"text": "ranknet not worse than softmax", "better": "ranknet", "worse": "softmax",
                   "column": "nDCG@10", "kind": "not_worse", "margin": 0.02}},
                 {{"text": "softmax beats short", "better": "softmax", "worse": "short", "column": "nDCG@5",
-                  "paired": "seed"}}])
+                  "paired": "seed"}},
+                {{"text": "oracle beats random", "better": "oracle", "worse": "random", "column": "nDCG@10"}}])
 '''
 NOTES = "notes here, {steps} steps\n\n## small\n\nsmall-scale notes\n\n## full\n\nfull-scale notes\n"
 
@@ -73,7 +76,6 @@ def test_table_end_to_end(tmp_path, capsys):
     a, b = per_query("softmax"), per_query("ranknet")
     assert len(a) == 10
     out = json.loads((tmp_path / "tables" / "mini.json").read_text())
-    assert out["baselines"] == ["short"]
     assert out["rows"]["softmax"]["nDCG@10"]["per_seed"] == {str(s): per_seed["softmax", s]["rerank/nDCG@10"]
                                                              for s in (0, 1)}
     claims = {c["claim"]: c for c in out["claims"]}
@@ -98,7 +100,19 @@ def test_table_end_to_end(tmp_path, capsys):
     assert vs_short["p_query"] is None and vs_short["n_seeds"] == 2
     assert vs_short["p"] == pytest.approx(stats.ttest_1samp(
         [per_seed["softmax", s]["rerank/nDCG@5"] for s in (0, 1)], short5).pvalue, rel=1e-9)
-    ps = [claims[c]["p"] for c in ("softmax beats ranknet", "ranknet not worse than softmax", "softmax beats short")]
+    # rows read from softmax's runs' baselines: their values and per-query files (random.run, oracle.run)
+    for kind in ("random", "oracle"):
+        assert out["rows"][kind]["nDCG@10"]["per_seed"] == {str(s): json.loads(
+            (runs / "softmax" / f"seed-{s}" / "summary.json").read_text())["baselines"][kind]["nDCG@10"] for s in (0, 1)}
+    oracle, random_ = (np.array([np.mean([json.loads((runs / "softmax" / f"seed-{s}" / f"{k}.run.per_query.json")
+                                                     .read_text())[q]["nDCG@10"] for s in (0, 1)])
+                                 for q in sorted(json.loads((runs / "softmax" / "seed-0" / "rerank.run.per_query.json")
+                                                            .read_text()))]) for k in ("oracle", "random"))
+    assert (oracle == 1.0).all() or oracle.mean() > random_.mean()  # the oracle orders every list by its labels
+    assert claims["oracle beats random"]["p_query"] == pytest.approx(stats.ttest_rel(oracle, random_).pvalue, rel=1e-9)
+    assert "| *oracle* (baseline) |" in md and out["baselines"] == ["short", "random", "oracle"]
+    ps = [claims[c]["p"] for c in ("softmax beats ranknet", "ranknet not worse than softmax", "softmax beats short",
+                                   "oracle beats random")]
     finite = [i for i, p in enumerate(ps) if np.isfinite(p)]
     holm = multipletests([ps[i] for i in finite], method="holm")[1]
     for i, adjusted in zip(finite, holm):

@@ -1,6 +1,6 @@
 """ranking_jax.tasks.text_ranking: a zero-shot collection (``evals.zero_shot``) is re-ranked from its own first
 stage and evaluated like trec_eval (ir-measures on the written run file and that collection's qrels); the first
-stage's own ranking is the baseline row, and ``data.first_stage_weight`` adds its scores to the model's."""
+stage's own ranking, a random and the best possible re-order of its candidates are the baseline rows, and ``data.first_stage_weight`` adds its scores to the model's."""
 
 import pytest
 
@@ -33,7 +33,7 @@ def test_zero_shot_collection_is_evaluated_like_trec_eval(tmp_path, shared_dir):
 
 
 def test_first_stage_baseline_row_and_first_stage_prior(tmp_path):
-    """The summary's ``baselines.first_stage`` equals ir-measures on the first stage's run file; with a first-stage
+    """The summary's ``baselines`` (first stage, random, oracle) equal ir-measures on their run files; with a first-stage
     weight that dwarfs the untrained head, re-ranking reproduces the first stage's ranking (0 steps); a
     bi-encoder, which re-ranks from embeddings, refuses the option."""
     import ir_measures
@@ -54,6 +54,17 @@ def test_first_stage_baseline_row_and_first_stage_prior(tmp_path):
     baseline = summary["baselines"]["first_stage"]["nDCG@10"]
     assert baseline == pytest.approx(ir_measures.calc_aggregate([measure], qrels, first)[measure], abs=1e-6)
     assert summary["eval_after"]["rerank/nDCG@10"] == pytest.approx(baseline, abs=1e-6)
+    # the random and best-possible re-orders of the same candidates, each equal to ir-measures on its run file
+    for kind in ("random", "oracle"):
+        run = formats.read_run(tmp_path / "run" / f"{kind}.run")
+        assert {q: set(d) for q, d in run.items()} == {q: set(d) for q, d in first.items()}
+        assert summary["baselines"][kind]["nDCG@10"] == pytest.approx(
+            ir_measures.calc_aggregate([measure], qrels, run)[measure], abs=1e-6)
+    # the oracle by hand: each query's candidates sorted by judged relevance is its best nDCG@10 over them
+    best = {q: {d: float(qrels[q].get(d, 0)) for d in docs} for q, docs in first.items()}
+    ideal = ir_measures.calc_aggregate([measure], qrels, best)[measure]
+    assert summary["baselines"]["oracle"]["nDCG@10"] == pytest.approx(ideal, abs=1e-6) and ideal > baseline
+    assert summary["baselines"]["random"]["nDCG@10"] < ideal
     be = load_config("bi_encoder", "runlocal")
     be.data.cache_dir = config.data.cache_dir
     be.data.first_stage_weight = 1.0
