@@ -5,8 +5,9 @@ whole corpus and by re-ranking BM25's top 50.
     python -m ranking_jax.main --config configs/bi_encoder.py:inbatch --workdir /tmp/be_inbatch
     python -m ranking_jax.main --config configs/bi_encoder.py:scifact,e2rank --workdir /tmp/be_e2rank
 
-Args: runlocal, scifact (../shared/data/scifact), cls (CLS pooling), cosine, separate (two towers), steps=N, and
-one objective (default: the listwise softmax over each query's 1 positive + 7 BM25 negatives, dot product):
+Args: runlocal, scifact (../shared/data/scifact), cls (CLS pooling), cosine, dot (the similarity; default: the
+pretrained model's own, cosine for all-MiniLM-L6-v2, whose modules normalize), separate (two towers), steps=N, and
+one objective (default: the listwise softmax over each query's 1 positive + 7 BM25 negatives):
   inbatch  InfoNCE over in-batch + hard negatives (sentence-transformers' MultipleNegativesRankingLoss): every
            query of the global batch against every document of the global batch (8 x 64 here), temperature 0.05,
            cosine; "losses.infonce_loss(temperature=0.05)"
@@ -35,11 +36,13 @@ OBJECTIVES = {  # arg -> (loss, similarity)
 
 
 def get_config(arg=None):
-    a = defaults.parse_arg(arg, cls=False, cosine=False, separate=False, inbatch=False, e2rank=False,
+    a = defaults.parse_arg(arg, cls=False, cosine=False, dot=False, separate=False, inbatch=False, e2rank=False,
                            **defaults.TEXT_ARGS)
     c = defaults.text_variant(defaults.text_ranking("bi_encoder"), a)
     c.model.pooling = "cls" if a.cls else "mean"
-    c.model.similarity = "cosine" if a.cosine else "dot"
+    if a.cosine and a.dot:
+        raise ValueError("config args cosine and dot: pick one similarity")
+    c.model.similarity = "cosine" if a.cosine else "dot" if a.dot else None  # None: the pretrained modules' own
     c.model.shared = not a.separate
     c.optimizer.learning_rate = 2e-5
     chosen = [name for name in OBJECTIVES if a[name]]

@@ -16,5 +16,6 @@ def get_config(arg=None):
     c = defaults.text_variant(defaults.text_ranking("tk"), a, evaluations=4)
     c.model.num_layers = 1 if a.runlocal else 2
     c.optimizer.learning_rate = 1e-5
-    c.optimizer.lr_groups = ((r"(kernel|dense|mix|scoring|linear|head)", 1e-4),)
+    c.optimizer.lr_groups = ((r"^(mixer|kernel_alpha|kernel_weights)$", 1e-4),)  # the kernel scoring, not the
+    # transformer's Linear "kernel" weights
     return c

@@ -51,3 +51,26 @@ def test_bi_encoder_objective_variants_resolve(arg):
     objective = objectives.parse(config.loss)
     assert config.model.similarity == "cosine" and "score_matrix" in objective.outputs
     objective.check_model("bi_encoder", registry.entry("models.bi_encoder").meta["outputs"])
+
+
+def test_bi_encoder_takes_the_pretrained_similarity_and_tk_groups_only_its_kernel_scoring():
+    """all-MiniLM-L6-v2 was trained with cosine similarity (its modules normalize): the bi-encoder config keeps it
+    unless told; TK's 1e-4 group is the kernel scoring (mixer, kernel alpha and weights), not the transformer's
+    Linear kernels, which learn at the base 1e-5 (Hofstätter et al. 2020)."""
+    import re
+
+    import jax
+
+    from ranking_jax import models, optim
+    from ranking_jax.train import split_model
+    config = load_config("bi_encoder", "runlocal")
+    assert config.model.similarity is None
+    assert models.from_config(config.model, seed=0).similarity == "cosine"
+    assert load_config("bi_encoder", "runlocal,dot").model.similarity == "dot"
+    tk = load_config("tk", "runlocal")
+    _, params = split_model(models.from_config(tk.model, seed=0, pretrained=False))
+    labels = optim._labeler([], [(re.compile(rx), f"group_{i}") for i, (rx, _) in enumerate(tk.optimizer.lr_groups)])
+    flat = {jax.tree_util.keystr(p): v for p, v in jax.tree_util.tree_leaves_with_path(labels(params))}
+    grouped = sorted(k for k, v in flat.items() if v == "group_0")
+    assert grouped and all(any(n in k for n in ("mixer", "kernel_alpha", "kernel_weights")) for k in grouped), grouped
+    assert any("layers" in k and v == "default" for k, v in flat.items())
