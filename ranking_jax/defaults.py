@@ -132,10 +132,13 @@ def text_ranking(family: str, *, collection: str = "chatterbot") -> ConfigDict:
                    "max_eval_queries": 0, "train_depth": 100, "eval_depth": 50, "query_length": 32, "doc_length": 128,
                    "max_positives": 1, "list_size": 8, "eval_list_size": 50, "batch_size": 8, "eval_batch_size": 8})
     c.evals.zero_shot = ""  # comma-separated BEIR folders evaluated zero-shot (out of domain)
-    # distillation: comma-separated dirs of exported teacher models (their scores are averaged, the paper's T2
-    # ensemble); training then uses teacher_per_query scored (positive, hard negative) triples per query
+    # distillation: comma-separated teachers, exported models' dirs or pretrained bi-encoders ("minilm", "mpnet"),
+    # their scores averaged (the paper's T2 ensemble); training then uses teacher_per_query scored (positive, hard
+    # negative) triples per query; the ensemble's re-ranking is the "teacher" baseline
     c.data.teacher = ""
     c.data.teacher_per_query = 2
+    c.data.teacher_norm = "none"  # or "zscore": each teacher standardized by its training scores before the mean
+    c.data.teacher_length = 256  # document tokens of pretrained bi-encoder teachers ("minilm", "mpnet")
     c.data.first_stage_weight = 0.0  # scores = model + this * first stage (score interpolation), trained and evaluated
     c.data.propensities = ""  # "popularity": Rel-MF exposure propensities for losses that read them
     c.data.pseudo_docs = 3  # E2Rank pseudo-queries: the query and its first stage's top documents ...

@@ -28,7 +28,8 @@ from ranking_jax.metrics import trec
 from ranking_jax.registry import register
 
 __all__ = ["RerankEvaluator", "DenseRerankEvaluator", "RetrievalEvaluator", "EmbeddingEvaluator",
-           "PreferenceEvaluator", "PolicyEvaluator", "evaluate_baselines", "evaluate_run", "per_query_path", "score_triples"]
+           "PreferenceEvaluator", "PolicyEvaluator", "evaluate_baselines", "evaluate_run", "per_query_path", "score_lists",
+           "score_triples"]
 
 log = logging.getLogger(__name__)
 Batches = Sequence[Mapping[str, np.ndarray]]  # e.g. a data.Pipeline: len() and [i]
@@ -72,19 +73,28 @@ def _collect(fn: Callable, model, batches: Batches, rows: Callable, mesh, rules
     return np.concatenate(outputs), {k: np.concatenate(v) for k, v in fields.items()}
 
 
-def score_triples(model, triples: Sequence[tuple[int, int, int]], *, family: str, queries, corpus,
-                  tokenizer=None, batch_size: int = 32, mesh=None, rules=sharding.DEFAULT_RULES) -> np.ndarray:
-    """A teacher's scores ``[n, 2]`` (d+, d-) of ``(query_index, pos_index, neg_index)`` triples, in order
-    (dropout off; ``queries``/``corpus`` as :func:`ranking_jax.data.text_pipeline` takes them; one device
-    unless ``mesh`` is given)."""
-    records = [{"query_index": q, "doc_index": np.array([p, n], np.int32), "labels": np.array([1, 0], np.float32)}
-               for q, p, n in triples]
+def score_lists(model, lists: Sequence[tuple[int, Sequence[int]]], *, family: str, queries, corpus,
+                tokenizer=None, batch_size: int = 32, mesh=None, rules=sharding.DEFAULT_RULES) -> np.ndarray:
+    """A model's scores ``[n, L]`` of ``(query_index, doc_indices)`` lists of one length ``L``, in order (dropout
+    off; ``queries``/``corpus`` as :func:`ranking_jax.data.text_pipeline` takes them; one device unless ``mesh``
+    is given)."""
+    size = len(lists[0][1]) if lists else 0
+    if any(len(docs) != size for _, docs in lists):
+        raise ValueError("score_lists: the lists must have one length")
+    records = [{"query_index": q, "doc_index": np.asarray(docs, np.int32), "labels": np.zeros(size, np.float32)}
+               for q, docs in lists]
     mesh = mesh or sharding.make_mesh([("data", 1)], devices=jax.devices()[:1])
     shard = None if mesh.size > 1 or jax.process_count() > 1 else (0, 1)
     batches = text_pipeline(records, family=family, queries=queries, corpus=corpus, batch_size=batch_size,
-                            list_size=2, train=False, tokenizer=tokenizer, shard=shard)
+                            list_size=size, train=False, tokenizer=tokenizer, shard=shard)
     scores, _ = _collect(_forward, model, batches, lambda f: f["query_index"] >= 0, mesh, rules)
     return scores
+
+
+def score_triples(model, triples: Sequence[tuple[int, int, int]], **kw) -> np.ndarray:
+    """A teacher's scores ``[n, 2]`` (d+, d-) of ``(query_index, pos_index, neg_index)`` triples
+    (:func:`score_lists`)."""
+    return score_lists(model, [(q, (p, n)) for q, p, n in triples], **kw)
 
 
 def per_query_path(run_path: Union[str, pathlib.Path]) -> pathlib.Path:

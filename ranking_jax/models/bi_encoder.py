@@ -21,17 +21,19 @@ _SIMILARITIES = ("dot", "cosine")
 
 class BiEncoder(Scorer, nnx.Module):
     """Query and document towers (shared unless ``doc_encoder`` is given) with CLS or mean pooling and
-    dot or cosine similarity. ``__call__`` scores each query's ``L`` candidates ``[B, L]``; :meth:`outputs` also
-    gives the in-batch ``score_matrix`` and E2Rank's ``pseudo_scores``."""
+    dot or cosine similarity, times ``scale`` (e.g. 20 with cosine, as Hofstätter et al.'s BERT_DOT students and
+    sentence-transformers' losses; keep 1 for a loss with its own temperature). ``__call__`` scores each query's
+    ``L`` candidates ``[B, L]``; :meth:`outputs` also gives the in-batch ``score_matrix`` and E2Rank's
+    ``pseudo_scores``."""
     OUTPUTS = ("scores", "score_matrix", "pseudo_scores")
 
     def __init__(self, query_encoder: Encoder, doc_encoder: Encoder | None = None, *, pooling: str = "cls",
-                 similarity: str = "dot"):
+                 similarity: str = "dot", scale: float = 1.0):
         check_pooling(pooling)
         if similarity not in _SIMILARITIES:
             raise ValueError(f"similarity must be one of {_SIMILARITIES}, got {similarity!r}")
         self.query_encoder, self.doc_encoder = query_encoder, doc_encoder
-        self.pooling, self.similarity = pooling, similarity
+        self.pooling, self.similarity, self.scale = pooling, similarity, float(scale)
 
     def _encode(self, encoder, ids, mask, deterministic, rngs):
         first = 1 if self.pooling == "cls" else None
@@ -67,7 +69,7 @@ class BiEncoder(Scorer, nnx.Module):
         make = {"scores": lambda: scoring.dot(q, d),
                 "score_matrix": lambda: scoring.dot_matrix(q, d.reshape(-1, d.shape[-1])),
                 "pseudo_scores": lambda: scoring.dot(reps["pseudo"], d)}
-        return {k: make[k]() for k in kinds}
+        return {k: make[k]() * self.scale if self.scale != 1.0 else make[k]() for k in kinds}
 
     def __call__(self, batch: dict[str, Any], *, deterministic: bool = True, rngs: nnx.Rngs | None = None):
         return self.outputs(self.represent(batch, deterministic=deterministic, rngs=rngs), batch)["scores"]
@@ -90,7 +92,7 @@ class BiEncoder(Scorer, nnx.Module):
 
 @register("models.bi_encoder", outputs=BiEncoder.OUTPUTS)
 def bi_encoder(*, pretrained: str | pathlib.Path | None = None, config: BertConfig | dict | None = None,
-               pooling: str | None = None, similarity: str | None = None, shared: bool = True,
+               pooling: str | None = None, similarity: str | None = None, scale: float = 1.0, shared: bool = True,
                dtype: str = "float32", remat: bool = False, include: Sequence[str] | None = None,
                exclude: Sequence[str] | None = None, seed: int = 0, **config_overrides) -> BiEncoder:
     """BERT_DOT; ``shared=False`` gives the document tower its own copy of the initial weights.
@@ -108,4 +110,4 @@ def bi_encoder(*, pretrained: str | pathlib.Path | None = None, config: BertConf
         q = make_encoder(pretrained=path, config=config, dtype=dtype, remat=remat, include=include,
                          exclude=exclude, rngs=nnx.Rngs(seed), **config_overrides)
         d = None if shared else nnx.clone(q)
-    return BiEncoder(q, d, pooling=pooling, similarity=similarity)
+    return BiEncoder(q, d, pooling=pooling, similarity=similarity, scale=scale)

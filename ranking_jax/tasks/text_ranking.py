@@ -13,7 +13,7 @@ import numpy as np
 
 from ranking_jax import data as data_lib
 from ranking_jax import registry
-from ranking_jax.evaluators import evaluate_baselines
+from ranking_jax.evaluators import evaluate_baselines, evaluate_run
 from ranking_jax.tasks import Context, Task
 from ranking_jax.tasks.cache import cached, prepared
 from ranking_jax.models._common import resolve_pretrained
@@ -192,9 +192,10 @@ def text_ranking(config, objective, ctx: Context) -> Task:
 
     c, qrels = load(config, ctx, d.collection, own, tokenizer, splits=(d.train_split, d.eval_split),
                     depth=max(d.train_depth, d.eval_depth))
+    teacher_run = None
     if d.teacher:
         from ranking_jax.tasks.distillation import teacher_records
-        records = teacher_records(config, ctx, c, qrels["train"])
+        records, teacher_run = teacher_records(config, ctx, c, qrels["train"], qrels["eval"])
     else:
         records = data_lib.train_lists(qrels["train"], c.ranked(d.train_depth), depth=d.train_depth)
     pseudo = pseudo_queries(config, c, tokenizer) if "pseudo_ids" in objective.batch_keys else None
@@ -204,6 +205,10 @@ def text_ranking(config, objective, ctx: Context) -> Task:
         item_fields=item_fields(config, objective, c, qrels["train"]), pseudo=pseudo,
         pseudo_length=d.pseudo_length if pseudo is not None else 0).iterator()
     evaluators, baselines = evaluation(config, ctx, c, qrels["eval"], tokenizer)
+    if teacher_run is not None:
+        baselines["teacher"] = evaluate_run(teacher_run, qrels=_qrels_by_id(c, qrels["eval"]),
+                                            measures=config.evals.measures, run_path=ctx.workdir / "teacher.run",
+                                            tag="teacher")
     for collection in filter(None, config.evals.get("zero_shot", "").split(",")):
         name = pathlib.Path(collection).name
         if f"{name}/rerank" in evaluators:

@@ -9,9 +9,11 @@ from flax import nnx
 from _models import B, L, build, check_family_contract, np_hidden, text_batch
 
 
-@pytest.mark.parametrize("pooling,similarity", [("cls", "dot"), ("mean", "cosine")])
-def test_bi_encoder_matches_numpy(pooling, similarity):
-    model = build("bi_encoder", pooling=pooling, similarity=similarity)
+@pytest.mark.parametrize("pooling,similarity,scale", [("cls", "dot", 1.0), ("mean", "cosine", 1.0),
+                                                       ("mean", "cosine", 20.0)])
+def test_bi_encoder_matches_numpy(pooling, similarity, scale):
+    """Every output is ``scale`` times the similarity (BERT_DOT students: cosine x 20)."""
+    model = build("bi_encoder", pooling=pooling, similarity=similarity, scale=scale)
     batch = text_batch()
     hq, hd = np_hidden(batch["query_ids"], batch["query_mask"]), np_hidden(batch["doc_ids"], batch["doc_mask"])
 
@@ -25,14 +27,16 @@ def test_bi_encoder_matches_numpy(pooling, similarity):
     q, d = pool(hq, batch["query_mask"]), pool(hd, batch["doc_mask"])
     scores = model(batch)
     real = batch["mask"]
-    np.testing.assert_allclose(np.asarray(scores)[real], np.einsum("bd,bld->bl", q, d)[real], atol=3e-5)
+    np.testing.assert_allclose(np.asarray(scores)[real], scale * np.einsum("bd,bld->bl", q, d)[real],
+                               atol=3e-5 * scale)
     outputs = model.outputs(model.represent(dict(batch, pseudo_ids=batch["query_ids"],
                                                  pseudo_mask=batch["query_mask"])),
                             batch, ("score_matrix", "pseudo_scores"))
     mat = np.asarray(outputs["score_matrix"])  # every query against every document of the batch
     assert mat.shape == (B, B * L)
     cols = real.reshape(-1)  # padded documents' vectors are not compared
-    np.testing.assert_allclose(mat[:, cols], np.einsum("bd,cld->bcl", q, d).reshape(B, B * L)[:, cols], atol=3e-5)
+    np.testing.assert_allclose(mat[:, cols], scale * np.einsum("bd,cld->bcl", q, d).reshape(B, B * L)[:, cols],
+                               atol=3e-5 * scale)
     np.testing.assert_allclose(np.asarray(outputs["pseudo_scores"])[real], np.asarray(scores)[real], atol=1e-5)
     np.testing.assert_allclose(model.encode_queries(batch["query_ids"], batch["query_mask"]), q, atol=3e-5)
 

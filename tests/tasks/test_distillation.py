@@ -1,5 +1,7 @@
 """ranking_jax.tasks.distillation: a student trains on Margin-MSE triples scored by the mean of exported
-cross-encoder teachers; ``teacher.tsv`` is checked against the teachers' own forward passes on hand-encoded pairs."""
+cross-encoder teachers (``teacher.tsv`` checked against the teachers' own forward passes on hand-encoded pairs) or
+of pretrained bi-encoders (checked against sentence-transformers-equivalent encoding), raw or z-scored; the
+ensemble's re-ranking is the ``teacher`` baseline."""
 
 import numpy as np
 import pytest
@@ -50,5 +52,54 @@ def test_distillation_from_the_mean_of_exported_teachers(tmp_path):
     np.testing.assert_allclose([r[1:3] for r in sample], expected, rtol=1e-4, atol=1e-4)
     assert np.std([r[1] - r[2] for r in rows]) > 0.1  # real, varying margins
     config.data.teacher = str(tmp_path / "no_teacher")
-    with pytest.raises(FileNotFoundError, match=r"config.data.teacher: .*no_teacher holds no exported model"):
+    with pytest.raises(FileNotFoundError, match=r"config.data.teacher: .*no_teacher is neither an exported model"):
         run_config(config, tmp_path / "run2")
+
+
+def test_pretrained_bi_encoder_teachers_z_scored_and_their_baseline(tmp_path):
+    """``data.teacher=minilm``: all-MiniLM-L6-v2 scores the triples by cosine similarity, equal to
+    ``TextEncoder`` (sentence-transformers' encode, tested against its fixtures) on the texts; the ``teacher``
+    baseline re-ranks the evaluation candidates with the same scores, equal to ir-measures on its run file. With
+    ``teacher_norm=zscore`` an ensemble of the same teacher twice gives (score - mean) / std of its training
+    scores."""
+    import json
+
+    import ir_measures
+
+    from ranking_jax import TextEncoder, data
+    from ranking_jax.data import formats
+    config = load_config("bi_encoder", "runlocal")
+    config.data.cache_dir = str(tmp_path / "cache")
+    config.data.update({"teacher": "minilm", "teacher_per_query": 1, "list_size": 2})
+    config.evals.retrieval = False
+    config.loss = "losses.margin_mse_loss"
+    summary = run_config(config, tmp_path / "raw")
+    check_two_step_run(tmp_path / "raw", summary)
+    source = cache_entry(config, "chatterbot-beir")
+    text = {r["_id"]: f"{r['title']} {r['text']}" if r.get("title") else r["text"]
+            for name in ("corpus", "queries") for r in map(json.loads, open(source / f"{name}.jsonl"))}
+    rows = list(data.read_teacher_triples(tmp_path / "raw" / "teacher.tsv"))
+    encoder = TextEncoder("minilm")
+    sample = rows[:16]
+    q = encoder.encode([text[r[3]] for r in sample], normalize_embeddings=True)
+    for column, doc in ((1, 4), (2, 5)):
+        e = encoder.encode([text[r[doc]] for r in sample], normalize_embeddings=True)
+        np.testing.assert_allclose([r[column] for r in sample], np.sum(q * e, -1), atol=2e-5)
+    run = formats.read_run(tmp_path / "raw" / "teacher.run")
+    qid, docs = next(iter(run.items()))
+    e = encoder.encode([text[d] for d in docs], normalize_embeddings=True)
+    np.testing.assert_allclose(list(docs.values()), e @ encoder.encode(text[qid], normalize_embeddings=True),
+                               atol=2e-5)
+    qrels = {k: v for k, v in formats.read_qrels(source / "qrels" / "test.tsv").items() if k in run}
+    measure = ir_measures.parse_measure("nDCG@10")
+    assert summary["baselines"]["teacher"]["nDCG@10"] == pytest.approx(
+        ir_measures.calc_aggregate([measure], qrels, run)[measure], abs=1e-6)
+
+    config.data.update({"teacher": "minilm,minilm", "teacher_norm": "zscore"})
+    run_config(config, tmp_path / "z")
+    raw = np.array([r[1:3] for r in rows], np.float64)
+    z = np.array([r[1:3] for r in data.read_teacher_triples(tmp_path / "z" / "teacher.tsv")])
+    np.testing.assert_allclose(z, (raw - raw.mean()) / raw.std(), atol=1e-4)
+    config.data.teacher_norm = "rank"
+    with pytest.raises(ValueError, match=r"teacher_norm='rank': one of \('none', 'zscore'\)"):
+        run_config(config, tmp_path / "bad")
