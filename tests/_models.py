@@ -2,8 +2,9 @@
 
 An independent NumPy BERT written on Hugging Face-layout tensors (the oracle of every encoder-based family), tiny
 random configs and inputs, the tiny cross-encoder, a text batch of every family's fields, the naive MaxSim loop, the
-family contract check, and the sentence-transformers reference embeddings of all-MiniLM-L6-v2. No pytest here: a
-``test_runtime`` worker process imports this module."""
+family contract check, the sentence-transformers reference embeddings of all-MiniLM-L6-v2 and a model directory of
+its weights with sentence-transformers modules of a test's choice. No pytest here: a ``test_runtime`` worker process
+imports this module."""
 
 import json
 import math
@@ -215,3 +216,26 @@ def minilm_reference(shared_dir):
     # says otherwise); we compare L2-normalized mean pooling, which is what sentence-transformers computed.
     np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-6)
     return ref["sentences"], emb
+
+
+# A sentence-transformers modules.json of a Transformer and a Pooling module.
+SENTENCE_MODULES = [{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+                    {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}]
+
+
+def sentence_model_dir(minilm_dir, tmp_path, modules, pooling=None, extra=None):
+    """``tmp_path/m``: all-MiniLM-L6-v2's weights, config and tokenizer (links) under the sentence-transformers files
+    given here: ``modules`` (modules.json), ``pooling`` (1_Pooling/config.json), ``extra``
+    (config_sentence_transformers.json), 16 tokens and lower-casing."""
+    d = tmp_path / "m"
+    d.mkdir()
+    for f in ("config.json", "model.safetensors", "tokenizer.json"):
+        (d / f).symlink_to(minilm_dir / f)
+    (d / "modules.json").write_text(json.dumps(modules))
+    (d / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": 16, "do_lower_case": True}))
+    if pooling:
+        (d / "1_Pooling").mkdir()
+        (d / "1_Pooling" / "config.json").write_text(json.dumps(pooling))
+    if extra:
+        (d / "config_sentence_transformers.json").write_text(json.dumps(extra))
+    return d

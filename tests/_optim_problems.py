@@ -1,11 +1,12 @@
-"""Optimizer test problems shared by the SAM/ASAM, TRAM and make(config) tests: a quadratic whose NumPy gradient is
-the oracle, a small MLP, jitted steps with ``grad_fn``, tree comparison, and the zero / non-finite gradient checks
-every sharpness wrapper must pass."""
+"""Optimizer test problems shared by the SAM/ASAM, TRAM and make(config) tests (and their config faults): a quadratic
+whose NumPy gradient is the oracle, a small MLP, a small nnx network, jitted steps with ``grad_fn``, tree comparison,
+and the zero / non-finite gradient checks every sharpness wrapper must pass."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from flax import nnx
 
 from ranking_jax import optim
 
@@ -31,6 +32,26 @@ def mlp_problem(seed=0):
     def loss(p):
         return jnp.mean((jnp.tanh(x @ p["w1"] + p["b1"]) @ p["w2"] - y[:, None]) ** 2)
     return loss, params
+
+
+def nnx_problem():
+    """An nnx network with ``dense``, ``layer_norm`` and ``kernels`` parameters (the names make(config)'s groups and
+    freezing match) and a squared loss: (params, loss, logits_fn)."""
+    class Net(nnx.Module):
+        def __init__(self, rngs):
+            self.dense = nnx.Linear(3, 4, rngs=rngs)
+            self.layer_norm = nnx.LayerNorm(4, rngs=rngs)
+            self.kernels = nnx.Linear(4, 1, rngs=rngs)
+
+        def __call__(self, x):
+            return self.kernels(self.layer_norm(jnp.tanh(self.dense(x))))[..., 0]
+
+    graphdef, params = nnx.split(Net(nnx.Rngs(0)), nnx.Param)
+    x = jnp.asarray(np.random.default_rng(2).normal(size=(6, 3)), jnp.float32)
+    y = jnp.arange(6.0)
+    loss = lambda p: jnp.mean((nnx.merge(graphdef, p)(x) - y) ** 2)  # noqa: E731
+    logits_fn = lambda p: nnx.merge(graphdef, p)(x)[None]  # noqa: E731
+    return params, loss, logits_fn
 
 
 def run(tx, loss, params, steps, **extra):

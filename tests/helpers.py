@@ -1,6 +1,9 @@
-"""Shared test helpers: experiment configs by name, a small config file, small SVMlight collections, random TREC
-qrels/runs, a run's metrics.jsonl and the checks of a 2-step run."""
+"""Shared test helpers: experiment configs by name, a small config file, small text files and SVMlight collections,
+random TREC qrels/runs, a run's metrics.jsonl and the checks of a 2-step run, the train loop on synthetic LTR lists
+(an MLP ranker, a softmax cross-entropy written out), and scripts/ loaded as modules with a small BEIR collection."""
 
+import functools
+import json
 import pathlib
 import textwrap
 
@@ -32,6 +35,13 @@ def write_lines(path: pathlib.Path, lines) -> pathlib.Path:
     """``path`` (parent folders created) holding ``lines``, one a line, UTF-8."""
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
+    return path
+
+
+def write_text(folder: pathlib.Path, name: str, text: str) -> pathlib.Path:
+    """``folder / name`` holding ``text``, UTF-8."""
+    path = folder / name
+    path.write_text(text, encoding="utf-8")
     return path
 
 
@@ -114,3 +124,104 @@ def check_train_rows(workdir: pathlib.Path) -> list[dict]:
     assert all(np.isfinite(r["loss"]) and r["grad_norm"] > 0 for r in train)
     assert (workdir / "checkpoints" / "2").is_dir()
     return train
+
+
+# ---------------------------------------------------------------- the train loop on synthetic lists
+
+class SyntheticLists:
+    """Deterministic LTR batches: batch i depends only on (seed, i); state is the next index."""
+
+    def __init__(self, *, seed=0, batch=8, list_size=6, features=5, nan_at=None):
+        self.seed, self.batch, self.list_size, self.features, self.nan_at = seed, batch, list_size, features, nan_at
+        self.index = 0
+        self.w = np.random.default_rng(123).normal(size=features)
+
+    def __next__(self):
+        rng = np.random.default_rng([self.seed, self.index])
+        x = rng.normal(size=(self.batch, self.list_size, self.features)).astype(np.float32)
+        labels = np.clip(np.round(x @ self.w + rng.normal(scale=0.3, size=x.shape[:2])), 0, 4).astype(np.float32)
+        mask = np.ones(x.shape[:2], bool)
+        mask[:, -1] = rng.random(self.batch) < 0.5
+        if self.nan_at is not None and self.index == self.nan_at:
+            x[0, 0, 0] = np.nan
+            mask[0, 0] = True
+        self.index += 1
+        return {"features": x, "labels": labels * mask, "mask": mask}
+
+    def get_state(self):
+        return {"index": self.index}
+
+    def set_state(self, state):
+        self.index = int(state["index"])
+
+
+def softmax_ce(scores, labels, *, where):
+    """Listwise softmax cross-entropy written out here (independent of ranking_jax.losses)."""
+    import jax
+    import jax.numpy as jnp
+    scores = jnp.where(where, scores, -1e9)
+    logp = jax.nn.log_softmax(scores, axis=-1)
+    return jnp.mean(-jnp.sum(jnp.where(where, labels * logp, 0.0), -1))
+
+
+@functools.cache
+def softmax_ce_objective():
+    """``softmax_ce`` as a ranking_jax objective (one object per process)."""
+    from ranking_jax import objectives
+    return objectives.Objective.of(softmax_ce)
+
+
+def mlp_ranker(seed=0):
+    """``train.split_model`` of a small MLP ranker of ``SyntheticLists``' 5 features: (model, params)."""
+    from flax import nnx
+
+    from ranking_jax import train
+    from ranking_jax.models.mlp import MlpRanker
+    with nnx.use_eager_sharding(False):
+        return train.split_model(MlpRanker(5, hidden=(16, 8), dropout=0.0, rngs=nnx.Rngs(seed)))
+
+
+_SCHEDULE_KEYS = ("log_every", "eval_every", "checkpoint_every", "eval_before", "accum_steps")
+
+
+def train_synthetic(workdir, steps, *, data=None, log_every=1, **kw):
+    """The summary of ``train.train_and_evaluate`` of ``mlp_ranker()`` with Adam on ``data`` (``SyntheticLists()``)
+    for ``steps`` steps in ``workdir``; schedule fields and other keywords are passed on."""
+    import optax
+
+    from ranking_jax import sharding, train
+    model, params = mlp_ranker()
+    mesh = sharding.make_mesh([("data", -1), ("model", 2)])
+    schedule = train.Schedule(num_steps=steps, log_every=log_every,
+                              **{k: kw.pop(k) for k in _SCHEDULE_KEYS if k in kw})
+    return train.train_and_evaluate(
+        workdir=workdir, model=model, params=params, tx=optax.adam(1e-2), objective=softmax_ce_objective(),
+        data=data or SyntheticLists(), mesh=mesh, rules=sharding.DEFAULT_RULES, schedule=schedule, progress=False,
+        **kw)
+
+
+# ---------------------------------------------------------------- scripts/
+
+def load_script(name: str):
+    """``scripts/<name>.py`` imported as a module."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def teacher_collection(tmp_path_factory) -> dict:
+    """A BEIR collection of 10 documents, 3 queries and 3 training judgments (``root``, a --manual_dir) prepared
+    under ``data_dir``; ``src`` holds its data sources."""
+    from ranking_jax import data
+    root = tmp_path_factory.mktemp("src")
+    (root / "qrels").mkdir()
+    docs = [{"_id": f"doc{i}", "text": f"passage {i} about topic {i % 3}"} for i in range(10)]
+    queries = [{"_id": f"q{i}", "text": f"topic {i}"} for i in range(3)]
+    (root / "corpus.jsonl").write_text("".join(json.dumps(d) + "\n" for d in docs))
+    (root / "queries.jsonl").write_text("".join(json.dumps(q) + "\n" for q in queries))
+    (root / "qrels" / "train.tsv").write_text("q0\tdoc0\t1\nq1\tdoc1\t1\nq2\tdoc5\t1\n")
+    data_dir = tmp_path_factory.mktemp("tfds")
+    src = data.prepare(data.Beir, config="custom", data_dir=data_dir, manual_dir=root).as_data_source()
+    return {"root": root, "data_dir": data_dir, "src": src}

@@ -1,6 +1,6 @@
 """``python -m ranking_jax.evaluate``: TREC qrels/run files (written and read by ranking_jax.data.formats) evaluated
 by the CLI against ir-measures over pytrec_eval on the same files and against ranking_jax.metrics.trec; per-query
-output; malformed lines named by file and line, exit status 2."""
+output. Malformed and non-UTF-8 lines (named by file and line, exit status 2): tests/faults/test_bad_input_files.py."""
 
 import json
 import subprocess
@@ -63,29 +63,6 @@ def test_module_entry_point(tmp_path):
     assert json.loads(proc.stdout) == {"RR": 0.5, "P@1": 0.0}
 
 
-@pytest.mark.parametrize("kind, lines, line, message", [
-    ("qrels", ["q1 0 d1 1", "q1 0 d2 1 extra"], 2, "qrels"),
-    ("qrels", ["q1 0 d1 1", "q1 0 d2 1", "q1 0 d3 high"], 3, "integer relevance"),
-    ("qrels", ["q1 0 d1 1", "q1 0 d1 2"], 2, "already judged at line 1"),
-    ("qrels", ["q1 0 d1 1.0", "q1 0 d2 1"], 1, "integer relevance"),
-    ("run", ["q1 Q0 d1 1 0.5 t", "q1 Q0 d2 2 0.4"], 2, "'qid Q0 docid rank score tag'"),
-    ("run", ["q1 Q0 d1 1 abc t"], 1, "numeric score"),
-    ("run", ["q1 Q0 d1 1 nan t"], 1, "not NaN"),
-    ("run", ["q1 Q0 d1 1 0.5 t", "", "q1 Q0 d1 2 0.4 t"], 3, "already listed at line 1"),
-])
-def test_malformed_lines_name_file_and_line(tmp_path, capsys, kind, lines, line, message):
-    path = _write(tmp_path / f"{kind}.txt", lines)
-    reader = formats.read_qrels if kind == "qrels" else formats.read_run
-    with pytest.raises(ValueError, match=message) as info:
-        reader(path)
-    assert f"{path}:{line}:" in str(info.value)
-    other = _write(tmp_path / "other.txt", ["q1 Q0 d1 1 0.5 t"] if kind == "qrels" else ["q1 0 d1 1"])
-    args = ["--qrels", str(path), "--run", str(other)] if kind == "qrels" else ["--qrels", str(other), "--run",
-                                                                                str(path)]
-    assert cli.main(args) == 2
-    assert f"{path}:{line}:" in capsys.readouterr().err
-
-
 def test_cli_prints_float32_values_without_noise(tmp_path, capsys):
     """One relevant document of five retrieved: P@5 = 0.2 printed as 0.2 (float32's shortest decimal), and the
     per-query value reads back as the float32 the metric computed."""
@@ -96,16 +73,3 @@ def test_cli_prints_float32_values_without_noise(tmp_path, capsys):
     out = capsys.readouterr().out
     assert '"P@5": 0.2' in out and "0.2000000" not in out
     assert json.loads(out)["per_query"]["q1"]["P@5"] == 0.2 and np.float32(0.2) == np.float32(0.2000000029802)
-
-
-@pytest.mark.parametrize("suffix", ["", ".gz"])
-def test_non_utf8_input_names_file_and_line(tmp_path, capsys, suffix):
-    import gzip
-    data = b"q1 0 d1 1\nq2 0 d\xe9 1\n"
-    path = tmp_path / f"qrels.txt{suffix}"
-    path.write_bytes(gzip.compress(data) if suffix else data)
-    with pytest.raises(ValueError, match=rf"qrels.txt{suffix}:2: not UTF-8 at byte 6 of the line"):
-        formats.read_qrels(path)
-    other = _write(tmp_path / "run.txt", ["q1 Q0 d1 1 0.5 t"])
-    assert cli.main(["--qrels", str(path), "--run", str(other)]) == 2
-    assert f"{path}:2: not UTF-8" in capsys.readouterr().err

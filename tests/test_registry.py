@@ -1,5 +1,6 @@
-"""ranking_jax.registry: specs resolve to functions with bound keywords and nested specs, registered names are
-the components only, and malformed or unknown specs raise errors naming the fix (closest names, the character)."""
+"""ranking_jax.registry: specs resolve to functions with bound keywords and nested specs, and registered names are
+the components only. Malformed or unknown specs (errors naming the fix: closest names, the character):
+tests/faults/test_bad_config.py."""
 
 import functools
 
@@ -43,21 +44,3 @@ def test_registry_register_and_positional_args():
     assert registry.lookup("testing.affine")(3.0) == 3.0
     with pytest.raises(ValueError, match="already registered"):
         registry.register("testing.affine", lambda x: x)
-
-
-def test_registry_unknown_name_lists_closest():
-    with pytest.raises(registry.RegistryError) as e:
-        registry.lookup("losses.sofmax_loss")
-    assert "losses.softmax_loss" in str(e.value) and "sofmax_loss" in str(e.value)
-    with pytest.raises(registry.RegistryError, match="Closest registered names"):
-        registry.lookup("nonsense.thing")
-
-
-@pytest.mark.parametrize("spec, message", [
-    ("losses.softmax_loss(", r"never closed at character 20"),
-    ("softmax_loss", "must be 'namespace.name'"),
-    ("losses.softmax_loss(reduce_fn=bar)", "Python literal .* or a registry spec"),
-])
-def test_registry_malformed_specs(spec, message):
-    with pytest.raises(registry.RegistryError, match=message):
-        registry.lookup(spec)

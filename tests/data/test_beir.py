@@ -1,6 +1,7 @@
 """ranking_jax.data.beir: the tfds builder (array_record, no TensorFlow) round-trips counts and values of the
-source files it is given (ids, texts, labels parsed by hand), counts and logs skipped rows, matches the SOURCE.md
-counts of the shared collections, and names the file and line of duplicate or malformed input."""
+source files it is given (ids, texts, labels parsed by hand), counts and logs skipped rows, and matches the SOURCE.md
+counts of the shared collections. A missing source and duplicate or malformed input (named by file and line):
+tests/faults/test_bad_input_files.py."""
 
 import json
 
@@ -63,19 +64,3 @@ def test_beir_shared_collections_counts(shared_dir, tmp_path):
         judged = sum(len(src["test"][i]["doc_index"]) for i in range(len(src["test"])))
         assert judged == {"cranfield": 1837, "scifact": 339}[name]
         assert all(v == {} for v in builder.info.metadata["skipped"].values())
-
-
-def test_beir_missing_source_names_fix(tmp_path):
-    with pytest.raises(FileNotFoundError, match="no corpus.jsonl found under the manual directory"):
-        data.prepare(data.Beir, config="cranfield", data_dir=tmp_path, manual_dir=tmp_path / "nothing")
-
-
-def test_beir_duplicate_and_malformed_lines(tmp_path):
-    root = tmp_path / "src"
-    write_lines(root / "corpus.jsonl", ['{"_id": "a", "text": "x"}', '{"_id": "a", "text": "y"}'])
-    write_lines(root / "queries.jsonl", ['{"_id": "q", "text": "x"}'])
-    with pytest.raises(data.DataFormatError, match=r"corpus.jsonl:2: expected unique ids \(first seen at .*:1\)"):
-        data.prepare(data.Beir, config="custom", data_dir=tmp_path / "out", manual_dir=root)
-    write_lines(root / "corpus.jsonl", ['{"_id": "a", "text": "x"}', '{"_id": "b", "text": "y"'])
-    with pytest.raises(data.DataFormatError, match=r"corpus.jsonl:2: expected one JSON object per line"):
-        data.prepare(data.Beir, config="custom", data_dir=tmp_path / "out2", manual_dir=root)

@@ -1,10 +1,10 @@
 """ranking_jax.data.preference: the JSONL preference tfds builder round-trips rows written by the test (scores,
-ties, missing scores), names the line of malformed rows, and splits Anthropic HH dialogues into prompt and responses."""
+ties, missing scores), and Anthropic HH dialogues split into prompt and responses. Malformed rows (named by line):
+tests/faults/test_bad_input_files.py."""
 
 import json
 
 import numpy as np
-import pytest
 import tensorflow_datasets as tfds
 
 from helpers import write_lines
@@ -28,19 +28,6 @@ def test_preference_round_trip(tmp_path):
     assert src["train"][0]["rejected_score"] == 2.5 and not src["train"][0]["tie"]
     assert np.isnan(src["test"][0]["chosen_score"])
     assert builder.info.metadata["has_scores"] == {"train": True, "test": False}
-
-
-def test_preference_errors_name_the_line(tmp_path):
-    root = tmp_path / "src"
-    write_lines(root / "train.jsonl", [json.dumps({"prompt": "p", "chosen": "a", "rejected": "b", "chosen_score": 1,
-                                                   "rejected_score": 0}),
-                                       json.dumps({"prompt": "p", "chosen": "a", "rejected": "b"})])
-    with pytest.raises(data.DataFormatError, match=r"train.jsonl:2: expected chosen_score and rejected_score on "
-                                                   r"every row or on none"):
-        data.prepare(data.Preference, config="jsonl", data_dir=tmp_path / "out", manual_dir=root)
-    write_lines(root / "train.jsonl", [json.dumps({"prompt": "p", "chosen": "a"})])
-    with pytest.raises(data.DataFormatError, match=r"train.jsonl:1: expected the key\(s\) \['rejected'\]"):
-        data.prepare(data.Preference, config="jsonl", data_dir=tmp_path / "out2", manual_dir=root)
 
 
 def test_hh_dialogue_split():

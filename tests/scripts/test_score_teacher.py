@@ -1,9 +1,6 @@
 """scripts/score_teacher.py: Margin-MSE teacher files scored by a model, checked against a NumPy oracle
 (a bag-of-words nnx module whose score is recomputed by hand) and against a direct model call."""
 
-import importlib.util
-import json
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -11,17 +8,10 @@ import pytest
 import tensorflow_datasets as tfds
 from flax import nnx
 
-from helpers import ROOT
+from helpers import load_script, teacher_collection
 from ranking_jax import data
 
 tfds.disable_progress_bar()
-
-
-def _load_script():
-    spec = importlib.util.spec_from_file_location("score_teacher", ROOT / "scripts" / "score_teacher.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 class BagOfWords(nnx.Module):
@@ -37,20 +27,11 @@ class BagOfWords(nnx.Module):
 
 @pytest.fixture(scope="module")
 def collection(tmp_path_factory):
-    root = tmp_path_factory.mktemp("src")
-    (root / "qrels").mkdir()
-    docs = [{"_id": f"doc{i}", "text": f"passage {i} about topic {i % 3}"} for i in range(10)]
-    queries = [{"_id": f"q{i}", "text": f"topic {i}"} for i in range(3)]
-    (root / "corpus.jsonl").write_text("".join(json.dumps(d) + "\n" for d in docs))
-    (root / "queries.jsonl").write_text("".join(json.dumps(q) + "\n" for q in queries))
-    (root / "qrels" / "train.tsv").write_text("q0\tdoc0\t1\nq1\tdoc1\t1\nq2\tdoc5\t1\n")
-    data_dir = tmp_path_factory.mktemp("tfds")
-    src = data.prepare(data.Beir, config="custom", data_dir=data_dir, manual_dir=root).as_data_source()
-    return {"root": root, "data_dir": data_dir, "src": src}
+    return teacher_collection(tmp_path_factory)
 
 
 def test_scores_match_numpy_oracle(collection, tmp_path):
-    script = _load_script()
+    script = load_script("score_teacher")
     src = collection["src"]
     model = BagOfWords(nnx.Rngs(0))
     tok = data.TextTokenizer(query_length=8, doc_length=16)
@@ -77,7 +58,7 @@ def test_scores_match_numpy_oracle(collection, tmp_path):
 
 def test_cli_with_cross_encoder(collection, tmp_path):
     """End to end with the codebase's cross-encoder (tiny random config) and a BM25 run."""
-    script = _load_script()
+    script = load_script("score_teacher")
     src = collection["src"]
     doc_ids = [src["corpus"][i]["doc_id"].decode() for i in range(10)]
     qids = [src["queries"][i]["query_id"].decode() for i in range(3)]
@@ -102,25 +83,3 @@ def test_cli_with_cross_encoder(collection, tmp_path):
     enc = tok.encode_pairs([qtexts[qids.index(q)]] * 2, [dtexts[doc_ids.index(p)], dtexts[doc_ids.index(n)]])
     batch = {f"pair_{k}": v[None] for k, v in enc.items()}
     np.testing.assert_allclose(np.asarray(model(batch))[0], [sp, sn], atol=1e-5)
-
-
-def test_one_data_dir_serves_each_collection_its_own_build(collection, tmp_path):
-    """Two --manual_dir collections scored through one --data_dir: the second is built from its own files (it
-    used to be served the first's build, and its valid ids were then refused)."""
-    script = _load_script()
-    other = tmp_path / "other"
-    (other / "qrels").mkdir(parents=True)
-    (other / "corpus.jsonl").write_text("".join(json.dumps({"_id": f"x{i}", "text": f"other text {i}"}) + "\n"
-                                                for i in range(4)))
-    (other / "queries.jsonl").write_text(json.dumps({"_id": "qx", "text": "other"}) + "\n")
-    (other / "qrels" / "train.tsv").write_text("qx\tx0\t1\n")
-    spec = ("models.cross_encoder(config={'hidden_size': 16, 'num_hidden_layers': 1, 'num_attention_heads': 2, "
-            "'intermediate_size': 32}, seed=1)")
-    shared = tmp_path / "shared_data_dir"
-    for root, triple in ((collection["root"], "q0\tdoc0\tdoc1\n"), (other, "qx\tx0\tx3\n")):
-        (tmp_path / "t.tsv").write_text(triple)
-        script.main(["--model", spec, "--config", "custom", "--data_dir", str(shared), "--manual_dir", str(root),
-                     "--triples", str(tmp_path / "t.tsv"), "--query_length", "8", "--doc_length", "16",
-                     "--out", str(tmp_path / "out.tsv")])
-    [(_, _, _, q, p, n)] = list(data.read_teacher_triples(tmp_path / "out.tsv"))
-    assert (q, p, n) == ("qx", "x0", "x3")

@@ -1,6 +1,7 @@
 """The metric_learning task end to end (2 steps of its runlocal config) and its objective, checked against
-independent computations: NumPy Recall@k from embeddings of images read straight from scikit-learn, the TCM
-regularizer by hand (L = L_base + L_TCM), and refusing TRAM (which needs list scores)."""
+independent computations: NumPy Recall@k from embeddings of images read straight from scikit-learn and the TCM
+regularizer by hand (L = L_base + L_TCM). Its refusal of TRAM (which needs list scores):
+tests/faults/test_bad_config.py."""
 
 import numpy as np
 import pytest
@@ -87,11 +88,3 @@ def test_metric_learning_runlocal(tmp_path):
     e = np.asarray(model({"images": first["images"]}))
     expected = float(losses.multi_similarity_loss(e, first["class_labels"])) + np_tcm(e, first["class_labels"])
     assert train[0]["loss"] == pytest.approx(expected, rel=1e-5)
-
-
-def test_metric_learning_refuses_tram(tmp_path):
-    config = load_config("metric_learning", "runlocal")
-    config.data.cache_dir = str(tmp_path / "cache")
-    config.optimizer.name = "tram"
-    with pytest.raises(ValueError, match="tram.*list scores.*mlp_embedder"):
-        run_config(config, tmp_path / "run")

@@ -1,5 +1,6 @@
-"""ranking_jax.checkpoint: SIGKILL a run at an arbitrary moment, rerun the same command: it resumes from the last
-checkpoint (train state and data iterator state) and ends bit-identical to an uninterrupted run."""
+"""Fault class: a killed run. SIGKILL a run at an arbitrary moment (twice here), rerun the same command: it resumes
+from the last checkpoint (train state and data iterator state) and ends bit-identical to an uninterrupted run. A
+2-process run with one host killed resumes the same way: tests/test_runtime.py (it also checks 2 processes = 1)."""
 
 import json
 import os

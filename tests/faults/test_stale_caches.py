@@ -1,12 +1,24 @@
-"""ranking_jax.tasks.cache: artifacts keyed by the content of their sources, never by a path alone; an edited
-source rebuilds and the log says which file changed; a reused entry is not rebuilt."""
+"""Fault class: stale caches. A source edited in place under the same path, or another collection built through the
+same folder, is never served an old build: caches are keyed by content, a rebuild logs which file changed, a reused
+entry is not rebuilt, and an interrupted build leaves no entry behind."""
 
 import json
 import logging
 
+import pytest
+import tensorflow_datasets as tfds
 from ml_collections import ConfigDict
 
+from helpers import load_script, teacher_collection
+from ranking_jax import data
 from ranking_jax.tasks import cache
+
+tfds.disable_progress_bar()
+
+
+@pytest.fixture(scope="module")
+def collection(tmp_path_factory):
+    return teacher_collection(tmp_path_factory)
 
 
 def test_cache_is_keyed_by_content_and_says_why_it_rebuilds(tmp_path, caplog):
@@ -50,3 +62,25 @@ def test_a_failed_build_leaves_no_entry(tmp_path):
     calls = []
     cache.cached(config, "toy", key=("a",), build=lambda out: calls.append(out))
     assert len(calls) == 1
+
+
+def test_one_data_dir_serves_each_collection_its_own_build(collection, tmp_path):
+    """Two --manual_dir collections scored through one --data_dir: the second is built from its own files (it
+    used to be served the first's build, and its valid ids were then refused)."""
+    script = load_script("score_teacher")
+    other = tmp_path / "other"
+    (other / "qrels").mkdir(parents=True)
+    (other / "corpus.jsonl").write_text("".join(json.dumps({"_id": f"x{i}", "text": f"other text {i}"}) + "\n"
+                                                for i in range(4)))
+    (other / "queries.jsonl").write_text(json.dumps({"_id": "qx", "text": "other"}) + "\n")
+    (other / "qrels" / "train.tsv").write_text("qx\tx0\t1\n")
+    spec = ("models.cross_encoder(config={'hidden_size': 16, 'num_hidden_layers': 1, 'num_attention_heads': 2, "
+            "'intermediate_size': 32}, seed=1)")
+    shared = tmp_path / "shared_data_dir"
+    for root, triple in ((collection["root"], "q0\tdoc0\tdoc1\n"), (other, "qx\tx0\tx3\n")):
+        (tmp_path / "t.tsv").write_text(triple)
+        script.main(["--model", spec, "--config", "custom", "--data_dir", str(shared), "--manual_dir", str(root),
+                     "--triples", str(tmp_path / "t.tsv"), "--query_length", "8", "--doc_length", "16",
+                     "--out", str(tmp_path / "out.tsv")])
+    [(_, _, _, q, p, n)] = list(data.read_teacher_triples(tmp_path / "out.tsv"))
+    assert (q, p, n) == ("qx", "x0", "x3")
