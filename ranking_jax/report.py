@@ -86,9 +86,10 @@ def evaluate_claims(table, results: Results, workdirs: Workdirs) -> list[dict]:
         c = stats.compare(*seeds, *queries, higher_is_better=hib, margin=margin)
         out.append({"claim": claim["text"], "better": better, "worse": worse, "metric": claim["column"],
                      "kind": claim.get("kind", "better"), "margin": margin, "effect": claim.get("effect"),
-                     "diff": c.diff, "p_query": c.by_query.p if c.by_query else None, "p_seed": c.by_seed.p,
+                     "diff": c.diff, "p_query": c.by_query.p if c.by_query else None,
+                     "p_seed": c.by_seed.p if c.by_seed else None,
                      "p": c.p, "mde": c.mde, "n_queries": c.by_query.n if c.by_query else None,
-                     "n_seeds": c.by_seed.n, "higher_is_better": hib})
+                     "n_seeds": c.by_seed.n if c.by_seed else 0, "higher_is_better": hib})
     for claim, adjusted in zip(out, stats.holm([c["p"] for c in out])):
         claim["p_holm"] = adjusted
         claim["verdict"] = stats.verdict(claim["diff"], adjusted, claim.pop("higher_is_better"),

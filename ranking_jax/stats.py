@@ -3,7 +3,7 @@ effect and three-way verdicts.
 
 A claim "A beats B" is tested twice (:func:`compare`): over queries (per-query values averaged over each row's
 seeds, paired by query) and over seeds (per-seed means paired by seed), so that neither one machine's digits nor a
-lucky seed carries it. Its p-value is the larger of the two (an intersection-union test: both must reject; Berger
+lucky seed carries it; rows that do not vary with the seed are compared over queries only. Its p-value is the larger of the two (an intersection-union test: both must reject; Berger
 1982), adjusted across a table's claims by Holm's step-down method (Holm 1979). The minimum detectable effect is
 the true mean difference a two-sided paired t-test at level alpha detects with the given power (noncentral t;
 Cohen 1988); a claim's is the larger of its two tests'. A "not worse" claim is a non-inferiority test: the
@@ -98,11 +98,12 @@ def verdict(diff: float, p_adjusted: float, higher_is_better: bool, *, margin: f
 
 @dataclasses.dataclass(frozen=True)
 class Comparison:
-    """A claim's two tests and what decides it: ``p`` = max of the available tests' p (nan without a seed test),
-    ``mde`` = max of their MDEs (in the metric's units, before the margin)."""
+    """A claim's tests and what decides it: ``p`` = max of the tests' p, ``mde`` = max of their MDEs (in the
+    metric's units, before the margin). ``by_seed`` is None when neither row varies with the seed (e.g. a first
+    stage against a fixed teacher): then the queries alone carry the claim."""
     diff: float
     by_query: Optional[Test]
-    by_seed: Test
+    by_seed: Optional[Test]
     p: float
     mde: float
 
@@ -126,7 +127,8 @@ def compare(seeds_a: Mapping[int, float], seeds_b: Mapping[int, float], queries_
     when given, seed-averaged per-query values ``{query: value}`` (both rows must hold the same queries)."""
     sign = 1.0 if higher_is_better else -1.0
     shift = sign * margin
-    by_seed = paired_t(*_seed_pairs(seeds_a, seeds_b), shift=shift)
+    fixed = len(set(seeds_a.values())) == 1 and len(set(seeds_b.values())) == 1
+    by_seed = None if fixed and queries_a is not None else paired_t(*_seed_pairs(seeds_a, seeds_b), shift=shift)
     by_query = None
     if queries_a is not None:
         if queries_a.keys() != queries_b.keys():

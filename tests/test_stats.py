@@ -82,3 +82,16 @@ def test_compare_takes_the_larger_p_and_mde_of_the_query_and_seed_tests():
     assert lower.p == pytest.approx(scipy_stats.ttest_1samp([0.0, 0.01, 0.02], 0.05).pvalue)
     with pytest.raises(ValueError, match="different queries"):
         stats.compare(seeds_a, seeds_b, qa, {"x": 1.0})
+
+
+def test_rows_fixed_across_seeds_are_compared_over_queries_only():
+    """A first stage against a fixed teacher: neither varies with the seed, so the seed test (constant
+    differences, no variance) is skipped and the per-query test decides."""
+    rng = np.random.default_rng(5)
+    qa = {f"q{i}": v for i, v in enumerate(rng.uniform(0.3, 0.9, 50))}
+    qb = {q: v - 0.03 + rng.normal(0, 0.05) for q, v in qa.items()}
+    c = stats.compare({0: 0.6, 1: 0.6, 2: 0.6}, {0: 0.57, 1: 0.57, 2: 0.57}, qa, qb)
+    assert c.by_seed is None and c.p == c.by_query.p == pytest.approx(
+        scipy_stats.ttest_rel(list(qa.values()), list(qb.values())).pvalue)
+    varying = stats.compare({0: 0.6, 1: 0.61, 2: 0.6}, {0: 0.57, 1: 0.57, 2: 0.57}, qa, qb)
+    assert varying.by_seed is not None and varying.p >= varying.by_query.p

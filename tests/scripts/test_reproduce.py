@@ -4,7 +4,6 @@ per-query files; NAME.json; reuse), and the tables' hand-written notes files (re
 results)."""
 
 import json
-import math
 import re
 
 import numpy as np
@@ -148,7 +147,7 @@ def test_bad_table_name_lists_tables():
 @pytest.mark.parametrize("scale", ["small", "full"])
 def test_declared_tables_resolve(tmp_path, scale):
     """Every declared row of the committed tables builds a locked config with its overrides applied ("{ROW}"
-    placeholders become that row's workdir)."""
+    placeholders become that row's workdir); a baseline row reads a row that runs."""
     import re
     names = sorted(p.stem for p in (reproduce.ROOT / "configs" / "tables").glob("*.py"))
     assert names == ["listwise", "madpo", "margin_mse", "tcm", "tram"]
@@ -157,6 +156,9 @@ def test_declared_tables_resolve(tmp_path, scale):
         workdirs = {r: {s: tmp_path / r / str(s) for s in reproduce.row_seeds(table, r)} for r in table.rows}
         rows = list(table.rows)
         for row, spec in table.rows.items():
+            if "baseline_of" in spec:  # read from another row's runs
+                assert "config" not in spec and "config" in table.rows[spec["baseline_of"]], (name, row)
+                continue
             seed = reproduce.row_seeds(table, row)[-1]
             names_ = reproduce.placeholders(workdirs, seed)
             config = reproduce.resolve(table, row, seed, names_)
