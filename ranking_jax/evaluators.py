@@ -28,8 +28,8 @@ from ranking_jax.metrics import trec
 from ranking_jax.registry import register
 
 __all__ = ["RerankEvaluator", "DenseRerankEvaluator", "RetrievalEvaluator", "EmbeddingEvaluator",
-           "PreferenceEvaluator", "PolicyEvaluator", "evaluate_baselines", "evaluate_run", "per_query_path", "score_lists",
-           "score_triples"]
+           "PreferenceEvaluator", "PolicyEvaluator", "evaluate_baselines", "evaluate_run", "per_query_path",
+           "score_lists", "score_triples"]
 
 log = logging.getLogger(__name__)
 Batches = Sequence[Mapping[str, np.ndarray]]  # e.g. a data.Pipeline: len() and [i]

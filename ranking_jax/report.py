@@ -6,8 +6,9 @@ A table (``configs/tables/NAME.py``'s namespace) gives ``rows``, ``columns`` ``[
 higher_is_better)]``, ``claims`` (``{"text", "better", "worse", "column"[, "kind": "not_worse", "margin": m]
 [, "effect": the paper's difference][, "paired"]}``), ``paired`` ("seed" or "query:RUNFILE"), and optionally
 ``baselines`` (rows that bracket the effect: a first stage's own order, a random or the best possible re-order,
-the untrained model; rows ``{"baseline_of": ROW, "baseline": NAME}`` are baselines too), ``groups`` ``{label: [rows]}`` (how the plot groups the factor compared) and ``published``
-``{row: {column label: value}}`` (the paper's comparable numbers, drawn beside ours).
+the untrained model; rows ``{"baseline_of": ROW, "baseline": NAME}`` are baselines too), ``groups``
+``{label: [rows]}`` (how the plot groups the factor compared) and ``published`` ``{row: {column label: value}}``
+(the paper's comparable numbers, drawn beside ours).
 """
 
 from __future__ import annotations
@@ -168,7 +169,7 @@ def markdown(table, name: str, scale: str, results: Results, claims: Sequence[di
     lines += ["", f"## Tests (paired t-tests over queries and over seeds; p = the larger; Holm-adjusted over the "
               f"{len(claims)} claims; α = {stats.ALPHA}; MDE: the difference detectable with power {stats.POWER})",
               "", "| claim | better | worse | metric | difference | p (queries) | p (seeds) | p Holm | MDE | "
-              f"paper's effect | {getattr(table, 'unit', 'queries')} × seeds | verdict |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+              f"paper's effect | {getattr(table, 'unit', 'queries')} × seeds | verdict |", "|---" * 12 + "|"]
     for c in claims:
         margin = f" (margin {_fmt(c['margin'])})" if c["kind"] == "not_worse" else ""
         lines.append(f"| {c['claim']}{margin} | {c['better']} | {c['worse']} | {c['metric']} | {_fmt(c['diff'])} | "

@@ -3,8 +3,8 @@ effect and three-way verdicts.
 
 A claim "A beats B" is tested twice (:func:`compare`): over queries (per-query values averaged over each row's
 seeds, paired by query) and over seeds (per-seed means paired by seed), so that neither one machine's digits nor a
-lucky seed carries it; rows that do not vary with the seed are compared over queries only. Its p-value is the larger of the two (an intersection-union test: both must reject; Berger
-1982), adjusted across a table's claims by Holm's step-down method (Holm 1979). The minimum detectable effect is
+lucky seed carries it; rows that do not vary with the seed are compared over queries only. Its p-value is the
+larger of the two (an intersection-union test: both must reject; Berger 1982), adjusted across a table's claims by Holm's step-down method (Holm 1979). The minimum detectable effect is
 the true mean difference a two-sided paired t-test at level alpha detects with the given power (noncentral t;
 Cohen 1988); a claim's is the larger of its two tests'. A "not worse" claim is a non-inferiority test: the
 differences are shifted by the margin before testing, so it holds only when A is significantly better than

@@ -6,8 +6,9 @@ teacher-scored SciFact triples; re-ranking BM25's candidates of all 300 held-out
     python scripts/reproduce.py --table margin_mse --scale full   # 6-layer students, TK and PreTT too
 
 Teachers need no training and are checked before anything is read into the students: T1 is zero-shot
-all-MiniLM-L6-v2 and T2 the paper's mean ensemble of T1 and all-mpnet-base-v2, each z-scored over its training
-scores (``data.teacher_norm``), each (query, document) scored once and cached. Their re-ranking of the same
+all-MiniLM-L6-v2 and T2 the paper's mean ensemble of T1, all-mpnet-base-v2 and BM25 (a hybrid: BM25 is a strong
+first stage on SciFact), each z-scored over its training scores (``data.teacher_norm``), each (query, document)
+scored once and cached. Their re-ranking of the same
 candidates is a baseline row (``teacher``), beside BM25's own order, a random and the best possible re-order and
 the untrained students; the premise claims (T2 beats T1, both beat BM25) are tested like the students'.
 """
@@ -16,7 +17,7 @@ import pathlib
 import types
 
 SCIFACT = pathlib.Path(__file__).resolve().parents[3] / "shared" / "data" / "scifact"
-T1, T2 = "minilm", "minilm,mpnet"
+T1, T2 = "minilm", "minilm,mpnet,first_stage"
 LOSSES = {  # row suffix: (loss, teachers); each loss's view says what it reads (labels or teacher scores)
     "ranknet": ("losses.pairwise_logistic_loss", T2),  # T2's triples, binary labels: no distillation
     "mse": ("losses.mse_distill_loss", T2),

@@ -48,10 +48,12 @@ class TRAMState(NamedTuple):
     reference: Any  # θ_{t−1} ("prev"), θ₀ ("init") or None ("noise")
     divergence: jax.Array  # float32: the radius d used by the last step (for logging)
     notfinite_count: jax.Array  # int32: steps skipped because the perturbed gradient was not finite
+    history: jax.Array  # float32 [calibrate]: the unscaled divergences of the first steps (calibration)
+    scale: jax.Array  # float32: the scale in use (``scale``, or the calibrated one)
 
     def diagnostics(self) -> dict[str, jax.Array]:
-        """What a train step logs: the trust-region distance ``d`` of the last step."""
-        return {"tram_d": self.divergence}
+        """What a train step logs: the trust-region distance ``d`` of the last step and the scale in use."""
+        return {"tram_d": self.divergence, "tram_scale": self.scale}
 
 
 def perturb_inputs(params: Any, key: jax.Array, sigma: float, pattern: str = r"(^|/)embeddings/word$") -> Any:
@@ -100,10 +102,36 @@ def kl_divergence(target_logits: jax.Array, logits: jax.Array, *, where: jax.Arr
     return jnp.sum(jnp.where(valid, per_row, 0.0)) / jnp.maximum(jnp.sum(valid), 1)
 
 
+def _calibrated(raw: jax.Array, state: "TRAMState", calibrate: int, target_d: float, *, first_is_zero: bool
+                ) -> tuple[jax.Array, jax.Array]:
+    """``(history, scale)``: during the first ``calibrate`` steps the unscaled divergence is recorded and the scale is
+    ``target_d / median(recorded positive divergences)`` (0 while none is positive); afterwards it stays fixed.
+    With ``first_is_zero`` (targets θ_{t−1} and θ₀, equal to θ at the first step) the first step records 0, not
+    float32 rounding noise, which the ratio would blow up."""
+    slot = jnp.arange(calibrate)
+    calibrating = state.count < calibrate
+    if first_is_zero:
+        raw = jnp.where(state.count == 0, 0.0, raw)
+    history = jnp.where(calibrating & (slot == state.count), raw, state.history)
+    seen = (slot <= state.count) & (history > 0)
+    median = jnp.nanmedian(jnp.where(seen, history, jnp.nan))
+    fresh = jnp.where(jnp.any(seen), target_d / median, 0.0)
+    return history, jnp.where(calibrating, fresh, state.scale).astype(jnp.float32)
+
+
 def tram(base_tx: optax.GradientTransformation, *, target: str = "prev", eta: float = 0.01, eps: float = 1e-12,
          divergence: str = "forward", scale: float = 1.0, max_d: float | None = None, noise_sigma: float = 0.1,
-         noise_inputs: str = r"(^|/)embeddings/word$") -> optax.GradientTransformationExtraArgs:
-    """TRAM around ``base_tx`` (the paper uses Adam); see the module docstring for ``update``'s arguments."""
+         noise_inputs: str = r"(^|/)embeddings/word$", calibrate: int = 0,
+         target_d: float | None = None) -> optax.GradientTransformationExtraArgs:
+    """TRAM around ``base_tx`` (the paper uses Adam); see the module docstring for ``update``'s arguments.
+
+    ``calibrate`` > 0 replaces ``scale`` by one rule for every target: over the first ``calibrate`` steps, scale =
+    ``target_d`` / median of the unscaled divergences so far, then fixed, so that each variant's typical radius is
+    ``target_d`` (e.g. half ASAM's ρ) whatever the scale of its KL."""
+    if calibrate and not (target_d and target_d > 0):
+        raise ValueError(f"calibrate={calibrate} needs target_d > 0 (the median radius to calibrate to)")
+    if calibrate < 0:
+        raise ValueError(f"calibrate must be >= 0 steps, got {calibrate}")
     if target not in TARGETS:
         raise ValueError(f"unknown TRAM target {target!r}; valid: {', '.join(TARGETS)}")
     if divergence not in DIVERGENCES:
@@ -114,7 +142,8 @@ def tram(base_tx: optax.GradientTransformation, *, target: str = "prev", eta: fl
         # A real copy: a train step donates params and state together, and a buffer can be donated once.
         reference = None if target == "noise" else jax.tree.map(lambda x: jnp.array(x, copy=True), params)
         return TRAMState(count=jnp.zeros([], jnp.int32), base_state=base.init(params), reference=reference,
-                         divergence=jnp.zeros([], jnp.float32), notfinite_count=jnp.zeros([], jnp.int32))
+                         divergence=jnp.zeros([], jnp.float32), notfinite_count=jnp.zeros([], jnp.int32),
+                         history=jnp.zeros([calibrate], jnp.float32), scale=jnp.asarray(scale, jnp.float32))
 
     def update_fn(grads, state, params=None, *, grad_fn=None, outputs=None,
                   outputs_fn: Callable[[Any], jax.Array] | None = None, target_outputs=None, outputs_mask=None,
@@ -131,8 +160,11 @@ def tram(base_tx: optax.GradientTransformation, *, target: str = "prev", eta: fl
                 target_outputs = outputs_fn(perturb_inputs(params, key, noise_sigma, noise_inputs))
             else:
                 target_outputs = outputs_fn(state.reference)
-        d = kl_divergence(jax.lax.stop_gradient(target_outputs), jax.lax.stop_gradient(outputs), where=outputs_mask,
-                          kind=divergence) * scale
+        raw = kl_divergence(jax.lax.stop_gradient(target_outputs), jax.lax.stop_gradient(outputs),
+                            where=outputs_mask, kind=divergence)
+        history, step_scale = (_calibrated(raw, state, calibrate, target_d, first_is_zero=target != "noise")
+                               if calibrate else (state.history, state.scale))
+        d = raw * step_scale
         if max_d is not None:
             d = jnp.minimum(d, max_d)
         updates, base_state, finite = sharpness_step(base, grads, state.base_state, params, d, grad_fn,
@@ -142,7 +174,8 @@ def tram(base_tx: optax.GradientTransformation, *, target: str = "prev", eta: fl
             reference = jax.tree.map(lambda new, old: jnp.where(finite, new, old), params, reference)
         skipped = (~finite).astype(jnp.int32)
         return updates, TRAMState(count=state.count + 1 - skipped, base_state=base_state, reference=reference,
-                                  divergence=d, notfinite_count=state.notfinite_count + skipped)
+                                  divergence=d, notfinite_count=state.notfinite_count + skipped, history=history,
+                                  scale=step_scale)
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 

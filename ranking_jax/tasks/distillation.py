@@ -1,9 +1,10 @@
 """Distillation inputs: teachers, their scores of training triples, and their own re-ranking as a baseline.
 
-``config.data.teacher`` names comma-separated teachers, each either a folder another run exported (its
-``export_dir``: a cross-encoder, or any model as ``params.npz``) or a pretrained sentence-transformers bi-encoder
-(``minilm``, ``mpnet`` or a folder with ``modules.json``), which scores by its own similarity from embeddings, each
-text encoded once, documents cut to ``data.teacher_length`` tokens. Every teacher scores ``data.teacher_per_query``
+``config.data.teacher`` names comma-separated teachers, each a folder another run exported (its ``export_dir``: a
+cross-encoder, or any model as ``params.npz``), a pretrained sentence-transformers bi-encoder (``minilm``, ``mpnet``
+or a folder with ``modules.json``), which scores by its own similarity from embeddings, each text encoded once,
+documents cut to ``data.teacher_length`` tokens, or ``first_stage``: the first stage's own scores (a document it did
+not retrieve gets the query's lowest), for hybrid ensembles. Every teacher scores ``data.teacher_per_query``
 (positive, hard negative) triples per training query and the evaluation candidates, once per content (cached).
 With ``data.teacher_norm = "zscore"`` each teacher's scores are standardized by the mean and standard deviation of
 its training-triple scores before the ensemble's mean (Hofstätter et al.'s T2 averages raw scores: ``"none"``).
@@ -111,8 +112,11 @@ def teacher_scores(config, ctx: Context, c, triples, eval_candidates: dict) -> t
                             np.int64).reshape(-1, 2)
     pairs = np.concatenate([train_pairs, eval_pairs])
     members = []
-    for spec in filter(None, d.teacher.split(",")):
-        scores = _score_pairs(config, ctx, c, _teacher(spec.strip()), pairs).astype(np.float64)
+    for spec in filter(None, (s.strip() for s in d.teacher.split(","))):
+        if spec == "first_stage":
+            scores = c.first_stage_scores(pairs[:, 0], pairs[:, 1]).astype(np.float64)
+        else:
+            scores = _score_pairs(config, ctx, c, _teacher(spec), pairs).astype(np.float64)
         if d.teacher_norm == "zscore":
             train = scores[:len(train_pairs)]
             scores = (scores - train.mean()) / max(train.std(), 1e-12)

@@ -6,6 +6,7 @@ first stage's own ranking as the baseline row.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import pathlib
 from typing import Any, Callable, Sequence
 
@@ -62,6 +63,18 @@ class Collection:
     def ranked(self, depth: int) -> dict[int, np.ndarray]:
         return {q: rows[:depth] for q, (rows, _) in self.candidates.items()}
 
+    @functools.cached_property
+    def _first_stage(self) -> tuple[dict, dict]:
+        table = {q: dict(zip(rows.tolist(), scores.tolist())) for q, (rows, scores) in self.candidates.items()}
+        return table, {q: (min(t.values()) if t else 0.0) for q, t in table.items()}
+
+    def first_stage_scores(self, queries: np.ndarray, docs: np.ndarray) -> np.ndarray:
+        """The first stage's scores of (query row, document row) pairs; a document it did not retrieve gets the
+        query's lowest."""
+        table, lowest = self._first_stage
+        return np.array([table.get(q, {}).get(d, lowest.get(q, 0.0)) for q, d in zip(queries.tolist(), docs.tolist())],
+                        np.float32)
+
 
 def load(config, ctx: Context, collection: str, qrels_by_split: Callable, tokenizer, *, splits: Sequence[str],
          depth: int) -> tuple[Collection, dict]:
@@ -101,7 +114,8 @@ def evaluation(config, ctx: Context, c: Collection, eval_qrels: dict, tokenizer,
                ) -> tuple[dict, dict]:
     """``(evaluators, baselines)`` on the judged queries ``eval_qrels``: re-ranking of the first stage's top
     ``eval_depth`` (a bi-encoder from embeddings, each text encoded once) and, for bi-encoders, dense retrieval;
-    the baselines re-order the same candidates (:func:`ranking_jax.evaluators.evaluate_baselines`). Names start with ``prefix``."""
+    the baselines re-order the same candidates (:func:`ranking_jax.evaluators.evaluate_baselines`). Names start
+    with ``prefix``."""
     d, family = config.data, config.model.name
     qrels = _qrels_by_id(c, eval_qrels)
     eval_cands = {q: rows for q, rows in c.ranked(d.eval_depth).items() if q in eval_qrels}
@@ -142,10 +156,7 @@ def first_stage_fields(config, c: Collection, *, needed: bool = False) -> dict[s
     if config.data.first_stage_weight and config.model.name == "bi_encoder":
         raise ValueError("config.data.first_stage_weight: a bi-encoder re-ranks from embeddings, without the first "
                          "stage's scores; use it with cross_encoder, colbert, tk or prett")
-    table = {q: dict(zip(rows.tolist(), scores.tolist())) for q, (rows, scores) in c.candidates.items()}
-    lowest = {q: (min(t.values()) if t else 0.0) for q, t in table.items()}
-    return {"first_stage_scores": lambda qs, ds: np.array(
-        [table.get(q, {}).get(d, lowest.get(q, 0.0)) for q, d in zip(qs.tolist(), ds.tolist())], np.float32)}
+    return {"first_stage_scores": c.first_stage_scores}
 
 
 def item_fields(config, objective, c: Collection, train_qrels: dict) -> dict[str, Callable]:

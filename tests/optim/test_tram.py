@@ -21,8 +21,13 @@ def _softmax(z):
     return e / e.sum(-1, keepdims=True)
 
 
-@pytest.mark.parametrize("target,scale,max_d", [("prev", 1.0, None), ("init", 3.0, 0.05), ("noise", 1.0, None)])
-def test_tram_equals_numpy_eq7(target, scale, max_d):
+@pytest.mark.parametrize("target,scale,max_d,calibrate", [("prev", 1.0, None, 0), ("init", 3.0, 0.05, 0),
+                                                           ("noise", 1.0, None, 0), ("prev", 1.0, None, 2),
+                                                           ("noise", 1.0, None, 3)])
+def test_tram_equals_numpy_eq7(target, scale, max_d, calibrate):
+    """Also calibrated: over the first ``calibrate`` steps scale = target_d / median of the positive unscaled
+    divergences so far, then fixed."""
+    target_d = 0.05
     r = np.random.default_rng(5)
     n, dim, classes, lr, eta, steps = 6, 4, 3, 0.5, 0.01, 4
     x = r.normal(size=(n, dim))
@@ -35,7 +40,8 @@ def test_tram_equals_numpy_eq7(target, scale, max_d):
     def loss(p):
         return -jnp.mean(jnp.sum(yj * jax.nn.log_softmax(xj @ p["w"]), -1))
 
-    tx = optim.tram(optax.sgd(lr), target=target, eta=eta, scale=scale, max_d=max_d)
+    tx = optim.tram(optax.sgd(lr), target=target, eta=eta, scale=scale, max_d=max_d, calibrate=calibrate,
+                    target_d=target_d if calibrate else None)
 
     @jax.jit
     def step(p, s):  # TRAM-x's noised inputs given as target_outputs (its own noise is tested below)
@@ -46,12 +52,20 @@ def test_tram_equals_numpy_eq7(target, scale, max_d):
 
     grad_np = lambda w: x.T @ (_softmax(x @ w) - onehot) / n  # noqa: E731
     p, s = {"w": jnp.asarray(w0, jnp.float32)}, tx.init({"w": jnp.asarray(w0, jnp.float32)})
-    w, ref = w0.copy(), w0.copy()
+    w, ref, history, step_scale = w0.copy(), w0.copy(), [], scale
     for t in range(steps):
         p, s = step(p, s)
         target_logits = {"prev": x @ ref, "init": x @ w0, "noise": (x + z) @ w}[target]
-        d = scale * np.mean(scipy.stats.entropy(_softmax(target_logits), _softmax(x @ w), axis=-1))
+        raw = np.mean(scipy.stats.entropy(_softmax(target_logits), _softmax(x @ w), axis=-1))
+        if calibrate and t < calibrate:
+            history.append(raw)
+            positive = [h for h in history if h > 0]
+            step_scale = target_d / np.median(positive) if positive else 0.0
+        d = step_scale * raw
         d = min(d, max_d) if max_d else d
+        if calibrate and t < calibrate and raw > 0 and len(positive) == 1:
+            assert d == pytest.approx(target_d)  # the first positive divergence is scaled to target_d exactly
+        np.testing.assert_allclose(float(s.scale), step_scale, rtol=1e-4)
         g = grad_np(w)
         tw = np.abs(w) + eta
         eps = d * tw ** 2 * g / np.linalg.norm(tw * g)

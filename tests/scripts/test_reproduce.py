@@ -101,8 +101,9 @@ def test_table_end_to_end(tmp_path, capsys):
         [per_seed["softmax", s]["rerank/nDCG@5"] for s in (0, 1)], short5).pvalue, rel=1e-9)
     # rows read from softmax's runs' baselines: their values and per-query files (random.run, oracle.run)
     for kind in ("random", "oracle"):
-        assert out["rows"][kind]["nDCG@10"]["per_seed"] == {str(s): json.loads(
-            (runs / "softmax" / f"seed-{s}" / "summary.json").read_text())["baselines"][kind]["nDCG@10"] for s in (0, 1)}
+        summaries = [json.loads((runs / "softmax" / f"seed-{s}" / "summary.json").read_text()) for s in (0, 1)]
+        assert out["rows"][kind]["nDCG@10"]["per_seed"] == {str(s): summaries[s]["baselines"][kind]["nDCG@10"]
+                                                            for s in (0, 1)}
     oracle, random_ = (np.array([np.mean([json.loads((runs / "softmax" / f"seed-{s}" / f"{k}.run.per_query.json")
                                                      .read_text())[q]["nDCG@10"] for s in (0, 1)])
                                  for q in sorted(json.loads((runs / "softmax" / "seed-0" / "rerank.run.per_query.json")

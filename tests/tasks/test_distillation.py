@@ -103,3 +103,22 @@ def test_pretrained_bi_encoder_teachers_z_scored_and_their_baseline(tmp_path):
     config.data.teacher_norm = "rank"
     with pytest.raises(ValueError, match=r"teacher_norm='rank': one of \('none', 'zscore'\)"):
         run_config(config, tmp_path / "bad")
+
+
+def test_first_stage_as_a_teacher_reproduces_its_own_order(tmp_path):
+    """``data.teacher=first_stage`` (a hybrid ensemble's lexical member) scores pairs by the first stage: its
+    ``teacher`` run and baseline equal the ``first_stage`` ones."""
+    from ranking_jax import data
+    from ranking_jax.data import formats
+    config = load_config("bi_encoder", "runlocal")
+    config.data.cache_dir = str(tmp_path / "cache")
+    config.data.update({"teacher": "first_stage", "teacher_per_query": 1, "list_size": 2, "eval_depth": 50})
+    config.evals.retrieval = False
+    config.loss = "losses.margin_mse_loss"
+    summary = run_config(config, tmp_path / "run")
+    assert summary["baselines"]["teacher"] == summary["baselines"]["first_stage"]
+    teacher, first = (formats.read_run(tmp_path / "run" / f"{k}.run") for k in ("teacher", "first_stage"))
+    assert teacher.keys() == first.keys()
+    assert all(teacher[q][d] == pytest.approx(first[q][d], rel=1e-6) for q in first for d in first[q])
+    rows = list(data.read_teacher_triples(tmp_path / "run" / "teacher.tsv"))
+    assert len(rows) > 100 and np.std([r[2] for r in rows]) > 0

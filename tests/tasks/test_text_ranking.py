@@ -1,6 +1,7 @@
 """ranking_jax.tasks.text_ranking: a zero-shot collection (``evals.zero_shot``) is re-ranked from its own first
 stage and evaluated like trec_eval (ir-measures on the written run file and that collection's qrels); the first
-stage's own ranking, a random and the best possible re-order of its candidates are the baseline rows, and ``data.first_stage_weight`` adds its scores to the model's."""
+stage's own ranking, a random and the best possible re-order of its candidates are the baseline rows, and
+``data.first_stage_weight`` adds its scores to the model's."""
 
 import pytest
 
@@ -33,8 +34,8 @@ def test_zero_shot_collection_is_evaluated_like_trec_eval(tmp_path, shared_dir):
 
 
 def test_first_stage_baseline_row_and_first_stage_prior(tmp_path):
-    """The summary's ``baselines`` (first stage, random, oracle) equal ir-measures on their run files; with a first-stage
-    weight that dwarfs the untrained head, re-ranking reproduces the first stage's ranking (0 steps); a
+    """The summary's ``baselines`` (first stage, random, oracle) equal ir-measures on their run files; with a
+    first-stage weight that dwarfs the untrained head, re-ranking reproduces the first stage's ranking (0 steps); a
     bi-encoder, which re-ranks from embeddings, refuses the option."""
     import ir_measures
 
