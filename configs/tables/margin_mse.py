@@ -59,7 +59,7 @@ def _students(full: bool, layers: int) -> dict:
 def get_table(scale: str = "small") -> types.SimpleNamespace:
     full = scale == "full"
     steps, layers, depth, per_query, batch, lr, seeds = \
-        (4000, 6, 100, 8, 32, 7e-6, [0, 1, 2]) if full else (100, 2, 20, 2, 16, 5e-5, [0, 1, 2])
+        (4000, 6, 100, 8, 32, 7e-6, [0, 1, 2]) if full else (100, 2, 20, 2, 16, 2e-4, [0, 1, 2])
     data = {"data.collection": str(SCIFACT), "data.candidates": "bm25", "data.query_length": 32,
             "data.doc_length": 128, "data.teacher_length": 256, "data.teacher_norm": "zscore",
             "data.train_depth": 100, "data.eval_depth": depth, "data.eval_list_size": depth,

@@ -48,7 +48,7 @@ class TRAMState(NamedTuple):
     reference: Any  # θ_{t−1} ("prev"), θ₀ ("init") or None ("noise")
     divergence: jax.Array  # float32: the radius d used by the last step (for logging)
     notfinite_count: jax.Array  # int32: steps skipped because the perturbed gradient was not finite
-    history: jax.Array  # float32 [calibrate]: the unscaled divergences of the first steps (calibration)
+    history: jax.Array  # float32 [max(calibrate, 1)]: the unscaled divergences of the first steps (calibration)
     scale: jax.Array  # float32: the scale in use (``scale``, or the calibrated one)
 
     def diagnostics(self) -> dict[str, jax.Array]:
@@ -143,7 +143,8 @@ def tram(base_tx: optax.GradientTransformation, *, target: str = "prev", eta: fl
         reference = None if target == "noise" else jax.tree.map(lambda x: jnp.array(x, copy=True), params)
         return TRAMState(count=jnp.zeros([], jnp.int32), base_state=base.init(params), reference=reference,
                          divergence=jnp.zeros([], jnp.float32), notfinite_count=jnp.zeros([], jnp.int32),
-                         history=jnp.zeros([calibrate], jnp.float32), scale=jnp.asarray(scale, jnp.float32))
+                         history=jnp.zeros([max(calibrate, 1)], jnp.float32),  # orbax saves no empty array
+                         scale=jnp.asarray(scale, jnp.float32))
 
     def update_fn(grads, state, params=None, *, grad_fn=None, outputs=None,
                   outputs_fn: Callable[[Any], jax.Array] | None = None, target_outputs=None, outputs_mask=None,
