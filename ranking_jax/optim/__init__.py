@@ -63,8 +63,9 @@ def default_config() -> ml_collections.ConfigDict:
     c.asam = ml_collections.ConfigDict({"rho": 0.5, "eta": 0.01})
     c.tram = ml_collections.ConfigDict({"target": "prev", "eta": 0.01, "divergence": "forward", "scale": 1.0,
                                         "max_d": 0.0, "sigma": 0.1, "inputs": r"(^|/)embeddings/word$",
-                                        "calibrate": 0, "target_d": 0.0})
-    # target: prev | init | noise; max_d 0 = no clip; noise: z ~ N(0, sigma²) on the params matching `inputs`;
+                                        "sigma_relative": False, "calibrate": 0, "target_d": 0.0})
+    # target: prev | init | noise; max_d 0 = no clip; noise: z ~ N(0, sigma²) on the params matching `inputs`
+    # (sigma_relative: sigma times the table's RMS entry);
     # calibrate N > 0: over the first N steps scale = target_d / median raw d, then fixed (one rule for every target)
     return c
 
@@ -200,7 +201,8 @@ def _tram(c, base, schedule):
     t = c.tram
     try:
         return tram(base, target=t.target, eta=t.eta, divergence=t.divergence, scale=t.scale, max_d=t.max_d or None,
-                    noise_sigma=t.sigma, noise_inputs=t.inputs, calibrate=t.calibrate, target_d=t.target_d or None)
+                    noise_sigma=t.sigma, noise_inputs=t.inputs, noise_relative=t.sigma_relative, calibrate=t.calibrate,
+                    target_d=t.target_d or None)
     except ValueError as e:
         raise ValueError(f"config.optimizer.tram: {e}") from None
 

@@ -56,10 +56,13 @@ class TRAMState(NamedTuple):
         return {"tram_d": self.divergence, "tram_scale": self.scale}
 
 
-def perturb_inputs(params: Any, key: jax.Array, sigma: float, pattern: str = r"(^|/)embeddings/word$") -> Any:
+def perturb_inputs(params: Any, key: jax.Array, sigma: float, pattern: str = r"(^|/)embeddings/word$", *,
+                   relative: bool = False) -> Any:
     """TRAM-x's noised inputs x + z, z ~ N(0, σ²) (Eq. 5, R3F-style): adds z to every input-embedding table
     (the parameters whose '/'-joined path matches ``pattern``; BERT's word embeddings). z is drawn per table row,
-    so a token repeated within a batch gets the same z; a pattern matching no parameter is an error."""
+    so a token repeated within a batch gets the same z; a pattern matching no parameter is an error. With
+    ``relative``, σ is a fraction of the table's root-mean-square entry (so z's norm is about σ times a row's,
+    whatever the model's embedding scale)."""
     from ranking_jax.optim.paths import path_of
     rx = re.compile(pattern)
     leaves, treedef = jax.tree_util.tree_flatten_with_path(params)
@@ -69,8 +72,12 @@ def perturb_inputs(params: Any, key: jax.Array, sigma: float, pattern: str = r"(
                          "needs the input embedding table's path, e.g. '(^|/)embeddings/word$'")
     keys = jax.random.split(key, len(leaves))
     return jax.tree_util.tree_unflatten(treedef, [
-        x + sigma * jax.random.normal(k, x.shape, x.dtype) if hit else x
+        x + _std(x, sigma, relative) * jax.random.normal(k, x.shape, x.dtype) if hit else x
         for (_, x), hit, k in zip(leaves, hits, keys)])
+
+
+def _std(table: jax.Array, sigma: float, relative: bool) -> jax.Array:
+    return sigma * jnp.sqrt(jnp.mean(jnp.square(jax.lax.stop_gradient(table)))) if relative else sigma
 
 
 def kl_divergence(target_logits: jax.Array, logits: jax.Array, *, where: jax.Array | None = None,
@@ -121,7 +128,7 @@ def _calibrated(raw: jax.Array, state: "TRAMState", calibrate: int, target_d: fl
 
 def tram(base_tx: optax.GradientTransformation, *, target: str = "prev", eta: float = 0.01, eps: float = 1e-12,
          divergence: str = "forward", scale: float = 1.0, max_d: float | None = None, noise_sigma: float = 0.1,
-         noise_inputs: str = r"(^|/)embeddings/word$", calibrate: int = 0,
+         noise_inputs: str = r"(^|/)embeddings/word$", noise_relative: bool = False, calibrate: int = 0,
          target_d: float | None = None) -> optax.GradientTransformationExtraArgs:
     """TRAM around ``base_tx`` (the paper uses Adam); see the module docstring for ``update``'s arguments.
 
@@ -158,7 +165,8 @@ def tram(base_tx: optax.GradientTransformation, *, target: str = "prev", eta: fl
             if target == "noise":
                 if key is None:
                     raise ValueError("TRAM-x (target 'noise') needs key= for its input noise")
-                target_outputs = outputs_fn(perturb_inputs(params, key, noise_sigma, noise_inputs))
+                target_outputs = outputs_fn(perturb_inputs(params, key, noise_sigma, noise_inputs,
+                                                           relative=noise_relative))
             else:
                 target_outputs = outputs_fn(state.reference)
         raw = kl_divergence(jax.lax.stop_gradient(target_outputs), jax.lax.stop_gradient(outputs),

@@ -104,6 +104,12 @@ def test_perturb_inputs_adds_gaussian_noise_to_the_embedding_table_only():
     assert not np.array_equal(other["encoder"]["embeddings"]["word"][...], noisy["encoder"]["embeddings"]["word"][...])
     with pytest.raises(ValueError, match=r"tram.inputs='nope' matches no parameter"):
         optim.perturb_inputs(params, jax.random.key(0), 0.3, "nope")
+    # relative: sigma is a fraction of the table's root-mean-square entry
+    table = np.asarray(params["encoder"]["embeddings"]["word"][...])
+    relative = optim.perturb_inputs(params, jax.random.key(0), 0.3, relative=True)
+    diff = np.asarray(relative["encoder"]["embeddings"]["word"][...]) - table
+    assert diff.std() == pytest.approx(0.3 * np.sqrt(np.mean(table ** 2)), rel=0.02)
+    assert scipy.stats.kstest(diff.ravel() / (0.3 * np.sqrt(np.mean(table ** 2))), "norm").pvalue > 1e-3
 
 
 def test_tram_x_reference_is_the_model_on_noised_embeddings():
