@@ -9,12 +9,28 @@ import pytest
 from helpers import cache_entry, check_two_step_run, load_config, run_config
 
 
+def _student(tmp_path, teacher: str, **data):
+    """A 2-step bi-encoder student config on ChatterBot distilled with Margin-MSE from ``teacher``."""
+    config = load_config("bi_encoder", "runlocal")
+    config.data.cache_dir = str(tmp_path / "cache")
+    config.data.update({"teacher": teacher, "teacher_per_query": 1, "list_size": 2, **data})
+    config.evals.retrieval = False  # re-ranking is enough here; retrieval encodes the whole corpus
+    config.loss = "losses.margin_mse_loss"
+    return config
+
+
+def _texts(config) -> dict:
+    """``{id: text}`` of the collection's queries and documents, as the BEIR builder joins title and text."""
+    import json
+    source = cache_entry(config, "chatterbot-beir")
+    return {r["_id"]: f"{r['title']} {r['text']}" if r.get("title") else r["text"]
+            for name in ("corpus", "queries") for r in map(json.loads, open(source / f"{name}.jsonl"))}
+
+
 def test_distillation_from_the_mean_of_exported_teachers(tmp_path):
     """``data.teacher``: a student trains on (positive, BM25 negative) triples scored by the mean of two exported
     cross-encoders (the paper's mean ensemble); ``teacher.tsv`` holds, per training query, a judged positive, an
     unjudged negative and the mean of the teachers' own forward passes on those encoded pairs."""
-    import json
-
     from ranking_jax import data
     from ranking_jax.models import cross_encoder
     teachers = []
@@ -22,17 +38,12 @@ def test_distillation_from_the_mean_of_exported_teachers(tmp_path):
         teachers.append(cross_encoder(pretrained="minilm", num_hidden_layers=1, seed=seed))
         teachers[-1].head.kernel.set_value(teachers[-1].head.kernel[...] * 1000)  # margins well above 1e-6
         teachers[-1].save_pretrained(tmp_path / f"t{seed}", source="minilm")
-    config = load_config("bi_encoder", "runlocal")
-    config.data.cache_dir = str(tmp_path / "cache")
-    config.data.update({"teacher": f"{tmp_path}/t0,{tmp_path}/t1", "teacher_per_query": 1, "list_size": 2})
-    config.evals.retrieval = False  # re-ranking is enough here; retrieval encodes the whole corpus
-    config.loss = "losses.margin_mse_loss"
+    config = _student(tmp_path, f"{tmp_path}/t0,{tmp_path}/t1")
     summary = run_config(config, tmp_path / "run")
     check_two_step_run(tmp_path / "run", summary)
 
     source = cache_entry(config, "chatterbot-beir")
-    text = {r["_id"]: f"{r['title']} {r['text']}" if r.get("title") else r["text"]
-            for name in ("corpus", "queries") for r in map(json.loads, open(source / f"{name}.jsonl"))}
+    text = _texts(config)
     qrels = {}
     for line in (source / "qrels" / "train.tsv").read_text().splitlines()[1:]:
         q, d, rel = line.split("\t")
@@ -62,22 +73,15 @@ def test_pretrained_bi_encoder_teachers_z_scored_and_their_baseline(tmp_path):
     baseline re-ranks the evaluation candidates with the same scores, equal to ir-measures on its run file. With
     ``teacher_norm=zscore`` an ensemble of the same teacher twice gives (score - mean) / std of its training
     scores."""
-    import json
-
     import ir_measures
 
     from ranking_jax import TextEncoder, data
     from ranking_jax.data import formats
-    config = load_config("bi_encoder", "runlocal")
-    config.data.cache_dir = str(tmp_path / "cache")
-    config.data.update({"teacher": "minilm", "teacher_per_query": 1, "list_size": 2})
-    config.evals.retrieval = False
-    config.loss = "losses.margin_mse_loss"
+    config = _student(tmp_path, "minilm")
     summary = run_config(config, tmp_path / "raw")
     check_two_step_run(tmp_path / "raw", summary)
     source = cache_entry(config, "chatterbot-beir")
-    text = {r["_id"]: f"{r['title']} {r['text']}" if r.get("title") else r["text"]
-            for name in ("corpus", "queries") for r in map(json.loads, open(source / f"{name}.jsonl"))}
+    text = _texts(config)
     rows = list(data.read_teacher_triples(tmp_path / "raw" / "teacher.tsv"))
     encoder = TextEncoder("minilm")
     sample = rows[:16]
@@ -110,11 +114,7 @@ def test_first_stage_as_a_teacher_reproduces_its_own_order(tmp_path):
     ``teacher`` run and baseline equal the ``first_stage`` ones."""
     from ranking_jax import data
     from ranking_jax.data import formats
-    config = load_config("bi_encoder", "runlocal")
-    config.data.cache_dir = str(tmp_path / "cache")
-    config.data.update({"teacher": "first_stage", "teacher_per_query": 1, "list_size": 2, "eval_depth": 50})
-    config.evals.retrieval = False
-    config.loss = "losses.margin_mse_loss"
+    config = _student(tmp_path, "first_stage", eval_depth=50)
     summary = run_config(config, tmp_path / "run")
     assert summary["baselines"]["teacher"] == summary["baselines"]["first_stage"]
     teacher, first = (formats.read_run(tmp_path / "run" / f"{k}.run") for k in ("teacher", "first_stage"))
