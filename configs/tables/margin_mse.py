@@ -85,7 +85,8 @@ def get_table(scale: str = "small") -> types.SimpleNamespace:
                 t.rows[row]["overrides"]["optimizer.schedule"] = "constant"  # no steps to warm up or decay over
                 if family == "bi_encoder":
                     t.rows[row]["seeds"] = seeds[:1]  # pretrained weights, no new parameters: the same at any seed
-            t.groups[student].append(row)
+            if suffix != "untrained":  # the untrained students are reference lines, with the other baselines
+                t.groups[student].append(row)
     first = "bert_dot_margin_mse_t2"
     for row, source, name in (("bm25", first, "first_stage"), ("random", first, "random"),
                               ("oracle", first, "oracle"), ("teacher_t1", "bert_dot_margin_mse_t1", "teacher"),
